@@ -1,0 +1,28 @@
+# Two commands from a fresh machine: `make demo` and `make test`. Both set up .venv first (re-runnable).
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test demo lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and by itself: the local CPU wheel; a bare requirement would pull a CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev,demo]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: lint
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/dense-reward demo
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,31 @@
+"""Per-token credit sources (DESIGN.md section 1), a registry by name, and alignment to policy tokens.
+
+Importing this package registers every source; build one with `build_explainer(name, reward_model)`.
+"""
+
+from dense_reward.attribution import align, base
+from dense_reward.attribution import sparse as _sparse  # noqa: F401  (registers itself)
+from dense_reward.attribution.align import align_credit, policy_token_offsets
+from dense_reward.attribution.base import (
+    Explainer,
+    RMTokenExplainer,
+    ScoredBatch,
+    TokenCredit,
+    build_explainer,
+    register_explainer,
+    registered_sources,
+)
+
+__all__ = [
+    "Explainer",
+    "RMTokenExplainer",
+    "ScoredBatch",
+    "TokenCredit",
+    "align",
+    "align_credit",
+    "base",
+    "build_explainer",
+    "policy_token_offsets",
+    "register_explainer",
+    "registered_sources",
+]

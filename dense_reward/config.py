@@ -1,0 +1,372 @@
+"""Every knob of dense-reward, as pydantic models loaded from YAML.
+
+Unknown keys are rejected and every error names the full field path and the bad value, e.g.
+``ppo.kl_coef: must be >= 0, got -1``. Loading never touches models or data: it only checks the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dense_reward.errors import UserError
+
+SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient")
+"""Every attribution source the library knows, in a fixed order."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or value is wrong; the message names the field path and the value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------------
+
+
+class ModelSpec(_Strict):
+    """Where a model comes from and how it is placed."""
+
+    path: str = Field(description="Hugging Face hub id, local folder, or `builtin:<name>` (built offline).")
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto = bf16 on CUDA, fp32 on CPU."
+    )
+    device: str = Field(default="auto", description="auto = cuda when present, else cpu; or e.g. `cuda:1`.")
+    trust_remote_code: bool = Field(default=False, description="Run code shipped with the model (off by default).")
+
+
+class RewardModelSpec(ModelSpec):
+    """The sequence-level reward model (num_labels=1) with its own tokenizer."""
+
+    max_length: int = Field(default=512, ge=8, description="Longest RM input; the prompt is cut before the response.")
+    batch_size: int = Field(default=64, ge=1, description="Largest RM forward batch (perturbed texts included).")
+    separator: str = Field(default="\n", description="Joins prompt and response when the RM has no chat template.")
+    use_chat_template: bool = Field(default=True, description="Use the RM tokenizer's chat template when it has one.")
+
+
+class LoraSpec(_Strict):
+    """LoRA adapters (peft) for the policy and the critic."""
+
+    enabled: bool = Field(default=False, description="Train LoRA adapters instead of all weights.")
+    r: int = Field(default=8, ge=1, description="Adapter rank.")
+    alpha: int = Field(default=16, ge=1, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(default=None, description="Module names; None = peft's default.")
+
+
+class ValueSpec(_Strict):
+    """The critic."""
+
+    init: Literal["policy", "reward"] = Field(
+        default="policy", description="Backbone the separate critic starts from."
+    )
+    head_on_policy: bool = Field(default=False, description="A value head on the policy instead of a critic.")
+
+
+class ModelsConfig(_Strict):
+    """Policy, reference, reward and value models."""
+
+    policy: ModelSpec = Field(description="The causal LM being trained.")
+    reference: ModelSpec | None = Field(
+        default=None, description="Frozen reference; None = a frozen copy of the policy (or adapters off)."
+    )
+    reward: RewardModelSpec = Field(description="The sequence-level reward model.")
+    value: ValueSpec = Field(default_factory=ValueSpec, description="The critic.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA for policy and critic.")
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+
+
+class DataConfig(_Strict):
+    """Prompt dataset and its train/validation split."""
+
+    source: str = Field(description="Hub id, local .jsonl/.json/.parquet file, or `builtin:<name>`.")
+    format: Literal["auto", "plain", "hh_rlhf", "ultrafeedback"] = Field(
+        default="auto", description="Row format; auto guesses from the columns."
+    )
+    split: str = Field(default="train", description="Dataset split to read (hub datasets).")
+    subset: str | None = Field(default=None, description="Dataset config name (hub datasets).")
+    max_prompts: int | None = Field(default=None, ge=1, description="Keep at most this many prompts (after shuffle).")
+    validation_fraction: float = Field(default=0.1, gt=0.0, lt=1.0, description="Share held out for val_reward.")
+    seed: int = Field(default=0, description="Seed of the shuffle that makes the split.")
+    chat_template: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Wrap prompts in the policy's chat template (auto: when it has one)."
+    )
+    max_prompt_chars: int = Field(default=2000, ge=1, description="Longer prompts are cut from the left.")
+
+
+# --------------------------------------------------------------------------------------------------
+# shaping
+# --------------------------------------------------------------------------------------------------
+
+
+class ShapConfig(_Strict):
+    max_evals: int = Field(default=64, ge=4, description="RM evaluations per response (PartitionExplainer).")
+
+
+class LimeConfig(_Strict):
+    num_samples: int = Field(default=64, ge=4, description="Perturbed samples per response.")
+
+
+class ShapingConfig(_Strict):
+    """Which attribution sources are mixed and how they are normalised."""
+
+    sources: list[str] = Field(
+        default_factory=lambda: ["sparse", "attention", "redistribution", "shap", "lime"],
+        description="Sources in the mix (the simplex the search runs on).",
+    )
+    normalize: Literal["softmax", "l1", "signed"] = Field(default="softmax", description="Per-source normaliser.")
+    tau: float = Field(default=1.0, gt=0.0, description="Softmax temperature.")
+    weights: dict[str, float] | None = Field(
+        default=None, description="Fixed mixing weights (used outside a sweep, e.g. `explain`, `final`)."
+    )
+    shap: ShapConfig = Field(default_factory=ShapConfig)
+    lime: LimeConfig = Field(default_factory=LimeConfig)
+
+    @field_validator("sources")
+    @classmethod
+    def _known_sources(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; known: {list(SOURCES)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"sources repeat: {value}")
+        if not value:
+            raise ValueError("at least one source is needed")
+        return value
+
+    @model_validator(mode="after")
+    def _weights_on_simplex(self) -> ShapingConfig:
+        if self.weights is None:
+            return self
+        unknown = [k for k in self.weights if k not in self.sources]
+        if unknown:
+            raise ValueError(f"weights name source(s) {unknown} not in sources {self.sources}")
+        negative = {k: v for k, v in self.weights.items() if v < 0}
+        if negative:
+            raise ValueError(f"weights must be >= 0, got {negative}")
+        total = sum(self.weights.values())
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"weights must sum to 1, got {total:g}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# PPO
+# --------------------------------------------------------------------------------------------------
+
+
+class PPOConfig(_Strict):
+    """PPO hyperparameters (names follow the N+ implementation details paper)."""
+
+    epochs: int = Field(default=10, ge=1, description="Passes over the training prompts per trial.")
+    steps_per_epoch: int | None = Field(default=None, ge=1, description="Cap on PPO steps per epoch.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts per rollout (one PPO step).")
+    mini_batch_size: int = Field(default=8, ge=1, description="Responses per optimiser step.")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, description="Micro-batches per mini-batch.")
+    update_epochs: int = Field(default=4, ge=1, description="Passes over one rollout batch.")
+    learning_rate: float = Field(default=1e-5, gt=0.0, description="AdamW learning rate.")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(default="linear", description="LR decay.")
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up optimiser steps.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW weight decay.")
+    adam_eps: float = Field(default=1e-5, gt=0.0, description="AdamW epsilon (1e-5 as in the N+ details).")
+    max_new_tokens: int = Field(default=48, ge=1, description="Response length cap.")
+    temperature: float = Field(default=1.0, gt=0.0, description="Sampling temperature.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    kl_coef: float = Field(default=0.05, ge=0.0, description="beta in reward_t = dense_t - beta * KL_t.")
+    kl_estimator: Literal["k1", "k3"] = Field(default="k1", description="Per-token KL estimator.")
+    gamma: float = Field(default=1.0, ge=0.0, le=1.0, description="Discount.")
+    lam: float = Field(default=0.95, ge=0.0, le=1.0, description="GAE lambda.")
+    clip_range: float = Field(default=0.2, gt=0.0, description="Policy ratio clip.")
+    clip_range_value: float = Field(default=0.2, gt=0.0, description="Value clip.")
+    vf_coef: float = Field(default=0.1, ge=0.0, description="Value loss weight.")
+    ent_coef: float = Field(default=0.0, ge=0.0, description="Entropy bonus weight.")
+    max_grad_norm: float = Field(default=1.0, gt=0.0, description="Gradient clipping norm.")
+    whiten_rewards: bool = Field(default=False, description="Whiten per-token rewards over the batch.")
+    whiten_advantages: bool = Field(default=True, description="Whiten advantages over the batch.")
+    missing_eos_penalty: float | None = Field(default=None, description="Subtracted from r when no EOS.")
+    seed: int = Field(default=0, description="Seed of sampling and initialisation.")
+
+
+class EvaluationConfig(_Strict):
+    """How val_reward (the search objective) is measured."""
+
+    max_prompts: int | None = Field(default=None, ge=1, description="Cap on validation prompts.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts per generation batch.")
+    greedy: bool = Field(default=True, description="Greedy decoding for validation.")
+    gold_scorer: Literal["none", "vader"] = Field(default="none", description="Gold reward beside the RM.")
+    heatmap_samples: int = Field(default=3, ge=0, description="Validation samples drawn as token heatmaps.")
+
+
+# --------------------------------------------------------------------------------------------------
+# search, tracking, resources
+# --------------------------------------------------------------------------------------------------
+
+
+class KnobSpec(_Strict):
+    """A box-constrained knob searched beside the weights (e.g. `shaping.tau`, `ppo.kl_coef`)."""
+
+    low: float = Field(description="Lower bound.")
+    high: float = Field(description="Upper bound.")
+    log: bool = Field(default=False, description="Search on a log scale.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> KnobSpec:
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale knob needs low > 0, got {self.low}")
+        return self
+
+
+KNOBS = ("shaping.tau", "ppo.kl_coef", "ppo.learning_rate", "ppo.ent_coef")
+"""Config fields a sweep may search beside the weights."""
+
+
+class SearchConfig(_Strict):
+    """The outer loop: which searcher proposes weights (and knobs), and how many trials."""
+
+    searcher: Literal["botorch", "optuna-tpe", "optuna-gp", "random"] = Field(default="botorch")
+    trials: int = Field(default=25, ge=1, description="Trials in the sweep.")
+    n_init: int = Field(default=5, ge=1, description="Quasi-random trials before the GP.")
+    max_concurrent: int = Field(default=1, ge=1, description="Trials running at once.")
+    seed: int = Field(default=0, description="Searcher seed.")
+    points_to_evaluate: list[dict[str, float]] = Field(
+        default_factory=list, description="Weights to try first (count toward n_init)."
+    )
+    knobs: dict[str, KnobSpec] = Field(default_factory=dict, description="Box knobs searched with the weights.")
+    early_stopping: bool = Field(default=False, description="ASHA early stopping on val_reward.")
+    grace_period: int = Field(default=2, ge=1, description="ASHA: epochs before a trial may be stopped.")
+
+    @field_validator("knobs")
+    @classmethod
+    def _known_knobs(cls, value: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
+        unknown = [k for k in value if k not in KNOBS]
+        if unknown:
+            raise ValueError(f"unknown knob(s) {unknown}; known: {list(KNOBS)}")
+        return value
+
+
+class TrackingConfig(_Strict):
+    """MLflow."""
+
+    uri: str | None = Field(default=None, description="Tracking URI; None = sqlite:///<run dir>/mlflow.db.")
+    experiment: str = Field(default="dense-reward", description="MLflow experiment name.")
+    register_model: str | None = Field(default=None, description="Registry name for `final` (default: run name).")
+
+
+class ResourcesConfig(_Strict):
+    """What a trial asks Ray for, and how faults are handled."""
+
+    cpus_per_trial: float = Field(default=1.0, gt=0.0, description="CPUs per trial (fractions allowed).")
+    gpus_per_trial: float = Field(default=0.0, ge=0.0, description="GPUs per trial (fractions allowed).")
+    max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
+    storage_path: str | None = Field(default=None, description="Ray storage; None = ./runs/<name>.")
+    checkpoints_to_keep: int = Field(default=2, ge=1, description="Best checkpoints kept per trial.")
+    torch_threads: int | None = Field(default=None, ge=1, description="torch threads per trial.")
+
+
+class Config(_Strict):
+    """A whole dense-reward run: models, data, shaping, PPO, search, tracking, resources."""
+
+    name: str = Field(default="dense-reward", description="Run name (also the default run directory).")
+    seed: int = Field(default=0, description="Global seed.")
+    models: ModelsConfig
+    data: DataConfig
+    shaping: ShapingConfig = Field(default_factory=ShapingConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        if self.ppo.mini_batch_size > self.ppo.batch_size:
+            raise ValueError(
+                f"ppo.mini_batch_size ({self.ppo.mini_batch_size}) must be <= ppo.batch_size ({self.ppo.batch_size})"
+            )
+        if self.ppo.mini_batch_size % self.ppo.gradient_accumulation_steps:
+            raise ValueError(
+                "ppo.mini_batch_size must be a multiple of ppo.gradient_accumulation_steps, got "
+                f"{self.ppo.mini_batch_size} and {self.ppo.gradient_accumulation_steps}"
+            )
+        unknown = [k for p in self.search.points_to_evaluate for k in p if k not in self.shaping.sources]
+        if unknown:
+            raise ValueError(f"search.points_to_evaluate names source(s) {unknown} not in shaping.sources")
+        return self
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with dotted-path fields replaced, e.g. ``{"ppo.kl_coef": 0.1}``; validated again."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                if not isinstance(node, dict) or part not in node:
+                    raise ConfigError(f"{dotted}: no such field")
+                node = node[part]
+            if not isinstance(node, dict) or leaf not in node:
+                raise ConfigError(f"{dotted}: no such field")
+            node[leaf] = value
+        return validate_config(data, source="overrides")
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+
+
+def _format_error(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "<top level>"
+        kind = item["type"]
+        if kind == "extra_forbidden":
+            message = "unknown key (check the spelling; see `dense-reward config show`)"
+        elif kind == "missing":
+            message = "required field is missing"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            message = message.replace("Input should be greater than or equal to", "must be >=")
+            message = message.replace("Input should be greater than", "must be >")
+            message = message.replace("Input should be less than or equal to", "must be <=")
+            message = message.replace("Input should be less than", "must be <")
+            message = message.replace("Input should be", "must be")
+        if kind not in ("extra_forbidden", "missing") and "input" in item and not isinstance(item["input"], dict):
+            message += f", got {item['input']!r}"
+        lines.append(f"{path}: {message}")
+    return f"invalid config {source}:\n  " + "\n  ".join(lines)
+
+
+def validate_config(data: Any, source: str = "<dict>") -> Config:
+    """Validate a plain mapping into a :class:`Config`; raise :class:`ConfigError` naming each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, source)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    return validate_config(data, source=str(path))

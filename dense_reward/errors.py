@@ -1,0 +1,8 @@
+"""The one exception type for mistakes a user can fix (bad config, missing file, unreachable store).
+
+The CLI prints such an error as one line, without a traceback, and exits with status 2.
+"""
+
+
+class UserError(Exception):
+    """An input problem; the message names the field, file or value and what to do."""

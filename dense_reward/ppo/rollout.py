@@ -1,0 +1,226 @@
+"""Rollout: sample responses with left padding, then score every response token in one forward pass.
+
+A batch is laid out as `[query | response]`: queries are left-padded to a common length `Tq`, responses
+right-padded to `Tr`. A response is the generated tokens up to and including the first EOS; everything
+after it is masked out. Log-probabilities are taken at the sampling temperature (N+ implementation
+details, arXiv 2403.17031, section "logits scaled by temperature"), with position ids that skip the left
+padding, so a prompt gets the same log-probabilities whatever else shares its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import GenerationConfig
+
+from dense_reward.errors import UserError
+from dense_reward.ppo.losses import entropy_from_logits
+
+
+class RewardError(UserError, ValueError):
+    """A reward callable returned something PPO cannot train on (wrong length, NaN, wrong batch size)."""
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled responses and everything PPO needs from the rollout phase."""
+
+    query_ids: torch.Tensor  # (B, Tq) left-padded prompt tokens
+    query_mask: torch.Tensor  # (B, Tq) 1 on prompt tokens, 0 on left padding
+    response_ids: torch.Tensor  # (B, Tr) generated tokens, padding after the first EOS
+    response_mask: torch.Tensor  # (B, Tr) float, 1 up to and including the first EOS
+    logprobs: torch.Tensor | None = None  # (B, Tr) policy log-probs of the sampled tokens
+    ref_logprobs: torch.Tensor | None = None  # (B, Tr) reference log-probs of the same tokens
+    values: torch.Tensor | None = None  # (B, Tr) V of the state before each token
+    entropy: torch.Tensor | None = None  # (B, Tr) policy entropy at each position
+
+    @property
+    def lengths(self) -> list[int]:
+        """Number of response tokens (EOS included) per response."""
+        return [int(n) for n in self.response_mask.sum(dim=1).tolist()]
+
+    @property
+    def token_ids(self) -> list[list[int]]:
+        """Response tokens per response, up to and including the first EOS (the reward contract)."""
+        return [row[:n] for row, n in zip(self.response_ids.tolist(), self.lengths, strict=True)]
+
+    def ended_with_eos(self, eos_token_id: int) -> torch.Tensor:
+        """`(B,)` bool: the response stopped on EOS rather than at the length cap."""
+        last = (self.response_mask.sum(dim=1).long() - 1).clamp(min=0)  # (B,)
+        has_tokens = self.response_mask.sum(dim=1) > 0
+        return has_tokens & (self.response_ids.gather(1, last[:, None]).squeeze(1) == eos_token_id)
+
+
+def tokenize_prompts(tokenizer, prompts: Sequence[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded `(B, Tq)` prompt ids and mask; raises on an empty prompt (nothing to condition on)."""
+    if not prompts:
+        raise ValueError("prompts: need at least one prompt")
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(list(prompts), padding=True, return_tensors="pt", add_special_tokens=False)
+    empty = (encoded["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"prompts: prompt(s) at index {empty} have no tokens; drop empty prompts")
+    return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
+
+
+def mask_after_eos(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
+    """`(B, Tr)` float mask that is 1 up to and including the first EOS of each row, 0 after it."""
+    is_eos = (response_ids == eos_token_id).long()  # (B, Tr)
+    # Tokens strictly after the first EOS have at least one EOS before them.
+    eos_before = is_eos.cumsum(dim=1) - is_eos
+    return (eos_before == 0).float()
+
+
+@torch.no_grad()
+def generate(
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+) -> Rollout:
+    """Sample one response per prompt (or decode greedily); returns a `Rollout` without scores."""
+    device = next(policy.parameters()).device
+    query_ids, query_mask = tokenize_prompts(tokenizer, prompts, device)
+    generation_config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=not greedy,
+        temperature=temperature if not greedy else None,
+        top_k=0 if not greedy else None,
+        top_p=top_p if not greedy else None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    sequences = policy.generate(
+        input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config
+    )  # (B, Tq + Tr)
+    response_ids = sequences[:, query_ids.shape[1] :]
+    response_mask = mask_after_eos(response_ids, tokenizer.eos_token_id)
+    # Whatever follows the first EOS is replaced by padding so it can never leak into a forward pass.
+    response_ids = torch.where(response_mask.bool(), response_ids, tokenizer.pad_token_id)
+    return Rollout(query_ids, query_mask, response_ids, response_mask)
+
+
+def sequence_inputs(
+    query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """`input_ids`, `attention_mask`, `position_ids` (each `(B, Tq + Tr)`) for `[query | response]`.
+
+    Position ids count only real tokens, as generation does, so left padding never shifts a position.
+    Response positions are all attended to: tokens after EOS sit to the right of every real token and a
+    causal model never lets them change what comes before.
+    """
+    input_ids = torch.cat([query_ids, response_ids], dim=1)
+    attention_mask = torch.cat([query_mask, torch.ones_like(response_ids)], dim=1)
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+
+
+def response_logits(
+    model, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor, temperature: float,
+    output_hidden_states: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Temperature-scaled logits `(B, Tr, V)` that predict each response token, and optionally the
+    last-layer hidden states `(B, Tr, H)` at the same positions (for a value head on the policy)."""
+    response_length = response_ids.shape[1]
+    output = model(
+        **sequence_inputs(query_ids, query_mask, response_ids),
+        use_cache=False,
+        output_hidden_states=output_hidden_states,
+        logits_to_keep=response_length + 1,
+    )
+    # The logit at position p predicts token p + 1: drop the one after the last response token.
+    logits = output.logits[:, :-1] / temperature
+    hidden = output.hidden_states[-1][:, -response_length - 1 : -1] if output_hidden_states else None
+    return logits, hidden
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities `(B, T)` of `tokens` `(B, T)` under `logits` `(B, T, V)`."""
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+@torch.no_grad()
+def score_tokens(
+    rollout: Rollout,
+    policy,
+    temperature: float,
+    reference=None,
+    critic=None,
+    value_head=None,
+    chunk_size: int | None = None,
+    autocast: AbstractContextManager | None = None,
+) -> Rollout:
+    """Fill `logprobs`, `ref_logprobs`, `values` and `entropy` of `rollout`, in chunks of `chunk_size`.
+
+    `reference=None` means the policy is a peft model whose reference is itself with adapters disabled.
+    Exactly one of `critic` (a separate model) and `value_head` (on the policy's hidden states) is given.
+    """
+    size = rollout.query_ids.shape[0]
+    chunk_size = chunk_size or size
+    parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "values": [], "entropy": []}
+    for start in range(0, size, chunk_size):
+        rows = slice(start, start + chunk_size)
+        query_ids, query_mask = rollout.query_ids[rows], rollout.query_mask[rows]
+        response_ids = rollout.response_ids[rows]
+        with autocast or nullcontext():
+            logits, hidden = response_logits(
+                policy, query_ids, query_mask, response_ids, temperature, output_hidden_states=value_head is not None
+            )
+            parts["logprobs"].append(token_logprobs(logits.float(), response_ids))
+            parts["entropy"].append(entropy_from_logits(logits.float()))
+            del logits
+            reference_context = policy.disable_adapter() if reference is None else nullcontext()
+            with reference_context:
+                ref_logits, _ = response_logits(
+                    reference or policy, query_ids, query_mask, response_ids, temperature
+                )
+            parts["ref_logprobs"].append(token_logprobs(ref_logits.float(), response_ids))
+            del ref_logits
+            if value_head is not None:
+                values = value_head(hidden)
+            else:
+                values = critic(**sequence_inputs(query_ids, query_mask, response_ids))[:, -response_ids.shape[1] - 1 : -1]
+            parts["values"].append(values.float())
+    for name, chunks in parts.items():
+        setattr(rollout, name, torch.cat(chunks) * rollout.response_mask)
+    return rollout
+
+
+def dense_reward_tensor(
+    dense: Sequence[np.ndarray], scores: np.ndarray, lengths: Sequence[int], response_mask: torch.Tensor
+) -> torch.Tensor:
+    """Check a reward callable's output against the rollout and pad it into a `(B, Tr)` tensor.
+
+    Raises `RewardError` naming the response and the problem when the batch size, a length or a value is
+    wrong, so nothing is updated on a broken reward.
+    """
+    batch_size = len(lengths)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (batch_size,):
+        raise RewardError(f"reward: scores must have shape ({batch_size},) (one per response), got {scores.shape}")
+    bad_scores = np.flatnonzero(~np.isfinite(scores)).tolist()
+    if bad_scores:
+        raise RewardError(f"reward: scores of response(s) {bad_scores} are not finite: {scores[bad_scores].tolist()}")
+    if len(dense) != batch_size:
+        raise RewardError(f"reward: dense has {len(dense)} arrays for {batch_size} responses")
+    rewards = torch.zeros_like(response_mask)
+    for i, (row, length) in enumerate(zip(dense, lengths, strict=True)):
+        row = np.asarray(row, dtype=np.float64)
+        if row.ndim != 1 or row.shape[0] != length:
+            raise RewardError(
+                f"reward: dense[{i}] must hold one float per response token ({length}, EOS included), "
+                f"got shape {row.shape}"
+            )
+        bad = np.flatnonzero(~np.isfinite(row)).tolist()
+        if bad:
+            raise RewardError(f"reward: dense[{i}] is not finite at token(s) {bad}: {row[bad].tolist()}")
+        rewards[i, :length] = torch.as_tensor(row, dtype=rewards.dtype)
+    return rewards

@@ -1,0 +1,257 @@
+"""The sequence-level reward model r = f(x, y) with its own tokenizer.
+
+`RewardModel` wraps any Hugging Face sequence-classification model with one output (an encoder
+such as BERT, or a causal LM with a `score` head) and knows three things the attribution sources
+need beyond a plain score:
+
+- how prompt and response are joined (the RM tokenizer's chat template when it has one, else
+  ``prompt + separator + response``) and which RM tokens belong to the response, with their
+  character spans in the response text;
+- truncation that cuts the prompt (from the left) before it ever cuts the response;
+- per-position scores of a causal RM (the `score` head over every hidden state), so prefix
+  rewards of a whole response cost one forward.
+
+Forwards are batched up to ``spec.batch_size`` sequences, sorted by length to keep padding low.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dense_reward.config import RewardModelSpec
+from dense_reward.models import ModelLoadError, load_reward_model
+
+_SENTINEL = "\x00response\x00"
+"""Stands in for the response when the chat template is rendered, to find where the response starts."""
+
+
+@dataclass
+class RMInput:
+    """One prompt-response pair as RM token ids.
+
+    ``input_ids[:response_start]`` is the prompt part (with any template and special tokens),
+    ``input_ids[response_start:response_end]`` the response tokens, the rest the suffix (e.g. [SEP]).
+    """
+
+    input_ids: list[int]
+    response_start: int
+    response_end: int
+    response_offsets: list[tuple[int, int]]
+    """(start, end) character span in the response text of each response token."""
+
+    @property
+    def response_length(self) -> int:
+        return self.response_end - self.response_start
+
+    def with_response_prefix(self, length: int) -> list[int]:
+        """Token ids of the prompt, the first `length` response tokens and the suffix."""
+        ids = self.input_ids
+        return ids[: self.response_start + length] + ids[self.response_end :]
+
+
+class RewardModel:
+    """A frozen reward model and its tokenizer, scoring (prompt, response) pairs in batches.
+
+    Args:
+        model: a module called as ``model(input_ids=..., attention_mask=...)`` (or with
+            ``inputs_embeds=...``) returning an object with ``.logits`` of shape (B, 1); a causal RM
+            has a ``score`` linear head applied to every position.
+        tokenizer: a fast tokenizer (character offsets are needed to align credit).
+        spec: how texts are joined, truncated and batched.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer, spec: RewardModelSpec) -> None:
+        if not getattr(tokenizer, "is_fast", False):
+            raise ModelLoadError(
+                f"models.reward: the tokenizer of {spec.path!r} is not a fast tokenizer; character offsets "
+                "(needed to move credit onto policy tokens) require one"
+            )
+        if tokenizer.pad_token_id is None:
+            raise ModelLoadError(f"models.reward: the tokenizer of {spec.path!r} has neither a pad nor an EOS token")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.device = next(model.parameters()).device
+        head = getattr(model, "score", None)
+        self.is_causal = isinstance(head, torch.nn.Linear)
+        self.uses_chat_template = bool(spec.use_chat_template and getattr(tokenizer, "chat_template", None))
+        self.forward_calls = 0
+        """Model forwards run so far (each on up to ``spec.batch_size`` sequences)."""
+        self.sequences_scored = 0
+        """Sequences (prompt + full or perturbed response) scored so far."""
+
+    @classmethod
+    def from_spec(cls, spec: RewardModelSpec) -> RewardModel:
+        """Load the model and tokenizer named by `spec` (see `dense_reward.models.load_reward_model`)."""
+        model, tokenizer = load_reward_model(spec)
+        return cls(model, tokenizer, spec)
+
+    # ----------------------------------------------------------------------------------------------
+    # text -> tokens
+    # ----------------------------------------------------------------------------------------------
+
+    def join(self, prompt: str, response: str) -> tuple[str, int]:
+        """The text the RM reads for (prompt, response) and the character index where the response starts."""
+        if not self.uses_chat_template:
+            head = prompt + self.spec.separator
+            return head + response, len(head)
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": _SENTINEL}]
+        rendered = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        start = rendered.find(_SENTINEL)
+        if start < 0:
+            raise ModelLoadError(
+                f"models.reward: the chat template of {self.spec.path!r} drops the assistant message; "
+                "set models.reward.use_chat_template: false"
+            )
+        return rendered[:start] + response + rendered[start + len(_SENTINEL) :], start
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[RMInput]:
+        """Tokenise pairs, locate the response tokens and truncate to ``spec.max_length``."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        joined = [self.join(p, r) for p, r in zip(prompts, responses, strict=True)]
+        encoded = self.tokenizer(
+            [text for text, _ in joined],
+            add_special_tokens=not self.uses_chat_template,
+            return_offsets_mapping=True,
+        )
+        return [
+            self._locate_response(ids, offsets, start, len(response))
+            for ids, offsets, (_, start), response in zip(
+                encoded["input_ids"], encoded["offset_mapping"], joined, responses, strict=True
+            )
+        ]
+
+    def _locate_response(
+        self, ids: list[int], offsets: list[tuple[int, int]], start: int, length: int
+    ) -> RMInput:
+        end = start + length
+        inside = [e > s and e > start and s < end for s, e in offsets]
+        positions = [i for i, flag in enumerate(inside) if flag]
+        if positions:
+            first, last = positions[0], positions[-1] + 1
+        else:
+            # No response token (empty response): it sits right after the last prompt text token.
+            before = [i for i, (s, e) in enumerate(offsets) if e > s and e <= start]
+            leading = next((i for i, (s, e) in enumerate(offsets) if e > s), len(offsets))
+            first = last = before[-1] + 1 if before else leading
+        spans = [(max(s, start) - start, min(e, end) - start) for s, e in offsets[first:last]]
+        item = RMInput(list(ids), first, last, spans)
+        return self._truncate(item, offsets)
+
+    def _truncate(self, item: RMInput, offsets: list[tuple[int, int]]) -> RMInput:
+        excess = len(item.input_ids) - self.spec.max_length
+        if excess <= 0:
+            return item
+        ids = item.input_ids
+        # Leading special tokens ([CLS], BOS) stay; prompt text is dropped from the left first.
+        leading = next((i for i, (s, e) in enumerate(offsets) if e > s), item.response_start)
+        leading = min(leading, item.response_start)
+        cut_prompt = min(excess, item.response_start - leading)
+        ids = ids[:leading] + ids[leading + cut_prompt :]
+        start, end = item.response_start - cut_prompt, item.response_end - cut_prompt
+        spans = item.response_offsets
+        cut_response = excess - cut_prompt
+        if cut_response > 0:
+            keep = max(item.response_length - cut_response, 0)
+            ids = ids[: start + keep] + ids[end:]
+            end, spans = start + keep, spans[:keep]
+        return RMInput(ids, start, end, spans)
+
+    # ----------------------------------------------------------------------------------------------
+    # forwards
+    # ----------------------------------------------------------------------------------------------
+
+    def pad(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad id lists into ``input_ids`` and ``attention_mask``, both (B, T) on the RM device."""
+        width = max((len(s) for s in sequences), default=0)
+        input_ids = torch.full((len(sequences), max(width, 1)), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, seq in enumerate(sequences):
+            input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+            attention_mask[row, : len(seq)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    def chunks(self, sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:
+        """Index groups of at most ``spec.batch_size`` sequences of similar length (longest first)."""
+        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        size = self.spec.batch_size
+        for begin in range(0, len(order), size):
+            yield order[begin : begin + size]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
+        """One model forward on a right-padded batch.
+
+        Returns:
+            scores: (B,) the sequence score (a causal RM's head read at the last real token).
+            position_scores: (B, T) the head at every position for a causal RM, else None.
+            outputs: the raw model outputs (attentions etc.).
+        """
+        captured: list[torch.Tensor] = []
+        hook = None
+        if self.is_causal:
+            hook = self.model.score.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            outputs = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                output_attentions=output_attentions,
+            )
+        finally:
+            if hook is not None:
+                hook.remove()
+        self.forward_calls += 1
+        self.sequences_scored += attention_mask.shape[0]
+        if not self.is_causal:
+            return outputs.logits[:, 0].float(), None, outputs
+        position_scores = captured[-1][..., 0].float()  # (B, T)
+        last = attention_mask.sum(dim=1) - 1  # (B,)
+        scores = position_scores[torch.arange(len(last), device=last.device), last]
+        return scores, position_scores, outputs
+
+    @torch.inference_mode()
+    def score_ids(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """(N,) float64 scores of token-id sequences, in batches of ``spec.batch_size``."""
+        scores = np.zeros(len(sequences))
+        for group in self.chunks(sequences):
+            input_ids, attention_mask = self.pad([sequences[i] for i in group])
+            batch_scores, _, _ = self.forward(input_ids, attention_mask)
+            scores[group] = batch_scores.cpu().double().numpy()
+        return scores
+
+    def score_inputs(self, inputs: Sequence[RMInput]) -> np.ndarray:
+        """(N,) float64 scores of encoded pairs."""
+        return self.score_ids([item.input_ids for item in inputs])
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
+        """(B,) float32 CPU tensor of sequence-level rewards r = f(prompt, response)."""
+        return torch.from_numpy(self.score_inputs(self.encode(prompts, responses))).float()
+
+    @torch.inference_mode()
+    def position_scores(self, inputs: Sequence[RMInput]) -> list[np.ndarray]:
+        """Per-position scores of a causal RM: one (T_i,) array per input, one forward per batch.
+
+        Entry j is the score of the sequence cut after token j (causal attention makes it equal to
+        scoring that prefix alone).
+        """
+        if not self.is_causal:
+            raise ValueError("per-position scores need a causal reward model with a `score` head")
+        sequences = [item.input_ids for item in inputs]
+        result: list[np.ndarray] = [np.zeros(0)] * len(sequences)
+        for group in self.chunks(sequences):
+            input_ids, attention_mask = self.pad([sequences[i] for i in group])
+            _, position_scores, _ = self.forward(input_ids, attention_mask)
+            for row, index in enumerate(group):
+                result[index] = position_scores[row, : len(sequences[index])].cpu().double().numpy()
+        return result

@@ -1,0 +1,37 @@
+"""Shared fixtures: an isolated model cache, the built-in tiny models and the tiny config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dense_reward.config import Config, ModelSpec, RewardModelSpec, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build built-in models into a per-session folder, never into the user's cache."""
+    path = tmp_path_factory.mktemp("dense-reward-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DENSE_REWARD_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_spec() -> ModelSpec:
+    return ModelSpec(path="builtin:tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def tiny_rm_spec() -> RewardModelSpec:
+    return RewardModelSpec(path="builtin:tiny-rm")
+
+
+@pytest.fixture()
+def tiny_config() -> Config:
+    return load_config(TINY_CONFIG)

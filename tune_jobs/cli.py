@@ -1,0 +1,62 @@
+"""The `dense-reward` command.
+
+Each subcommand lives in `tune_jobs/commands/<name>.py` with `add_arguments(parser)` and
+`run(args) -> int`; this file only builds the parser, imports the chosen command lazily (so
+`--help` stays fast) and turns a `UserError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dense_reward.errors import UserError
+
+COMMANDS: dict[str, str] = {
+    "sweep": "run a BO sweep of reward-shaping weights (local Ray by default)",
+    "submit": "submit a sweep to a Ray cluster through the Ray Jobs API",
+    "jobs": "list or stop jobs on a Ray cluster",
+    "results": "show the trial table and the best trial of a sweep",
+    "final": "resume the best trial's checkpoint and train on the full training set",
+    "explain": "show per-token rewards of one response, per source and mixed",
+    "ui": "open the MLflow UI on a sweep's tracking store",
+    "demo": "build the offline demo kit and run the demo sweep",
+    "config": "validate or show a config file",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dense-reward",
+        description="Dense per-token rewards for RLHF, with the mixing weights found by Bayesian optimisation.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, help_text in COMMANDS.items():
+        # No help here: `dense-reward NAME --help` is answered by the command's own parser below.
+        sub = subparsers.add_parser(name, help=help_text, add_help=False)
+        sub.set_defaults(_module=f"tune_jobs.commands.{name}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse the command name first, then let that command add its own arguments.
+    known, _ = parser.parse_known_args(argv)
+    module = importlib.import_module(known._module)
+    sub = argparse.ArgumentParser(prog=f"dense-reward {known.command}", description=COMMANDS[known.command])
+    module.add_arguments(sub)
+    args = sub.parse_args(argv[argv.index(known.command) + 1 :])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as error:
+        print(f"dense-reward {known.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dense-reward {known.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
