@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dense_reward.errors import UserError
 
@@ -271,6 +279,10 @@ class ResourcesConfig(_Strict):
 
     cpus_per_trial: float = Field(default=1.0, gt=0.0, description="CPUs per trial (fractions allowed).")
     gpus_per_trial: float = Field(default=0.0, ge=0.0, description="GPUs per trial (fractions allowed).")
+    custom_per_trial: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict,
+        description="Extra Ray resources per trial, e.g. {trial_slot: 1}; nodes offer them with `ray start --resources`.",
+    )
     max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
     storage_path: str | None = Field(default=None, description="Ray storage; None = ./runs/<name>.")
     checkpoints_to_keep: int = Field(default=2, ge=1, description="Best checkpoints kept per trial.")
