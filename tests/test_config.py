@@ -1,0 +1,127 @@
+"""Config loading: every shipped config validates; bad keys and values name the field path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dense_reward.config import ConfigError, load_config, validate_config
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "tune_jobs" / "configs").glob("*.yaml"))
+
+
+def _tiny_dict() -> dict:
+    return yaml.safe_load((Path(__file__).resolve().parents[1] / "tune_jobs/configs/tiny.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path: Path) -> None:
+    config = load_config(path)
+    assert config.shaping.sources
+    assert config.search.trials >= 1
+
+
+def test_shipped_configs_include_the_four_named() -> None:
+    assert {"demo.yaml", "hh_rlhf.yaml", "ultrafeedback.yaml", "tiny.yaml"} <= {p.name for p in CONFIGS}
+
+
+def test_negative_kl_coef_names_field_and_value() -> None:
+    data = _tiny_dict()
+    data["ppo"]["kl_coef"] = -1
+    with pytest.raises(ConfigError) as info:
+        validate_config(data)
+    assert "ppo.kl_coef: must be >= 0, got -1" in str(info.value)
+
+
+def test_unknown_key_names_full_path() -> None:
+    data = _tiny_dict()
+    data["ppo"]["klcoef"] = 0.1
+    with pytest.raises(ConfigError, match=r"ppo\.klcoef: unknown key"):
+        validate_config(data)
+
+
+def test_unknown_source_and_off_simplex_weights() -> None:
+    data = _tiny_dict()
+    data["shaping"]["sources"] = ["sparse", "telepathy"]
+    with pytest.raises(ConfigError, match=r"shaping\.sources: unknown source\(s\) \['telepathy'\]"):
+        validate_config(data)
+    data = _tiny_dict()
+    data["shaping"]["weights"] = {"sparse": 0.5, "attention": 0.4}
+    with pytest.raises(ConfigError, match="must sum to 1, got 0.9"):
+        validate_config(data)
+
+
+def test_missing_required_section() -> None:
+    data = _tiny_dict()
+    del data["models"]["policy"]
+    with pytest.raises(ConfigError, match=r"models\.policy: required field is missing"):
+        validate_config(data)
+
+
+def test_mini_batch_larger_than_batch_is_rejected() -> None:
+    data = _tiny_dict()
+    data["ppo"]["mini_batch_size"] = 64
+    with pytest.raises(ConfigError, match="mini_batch_size"):
+        validate_config(data)
+
+
+def test_knob_bounds_checked() -> None:
+    data = _tiny_dict()
+    data["search"]["knobs"] = {"shaping.tau": {"low": 2.0, "high": 1.0}}
+    with pytest.raises(ConfigError, match=r"search\.knobs\.shaping\.tau: low must be < high"):
+        validate_config(data)
+    data["search"]["knobs"] = {"ppo.gamma": {"low": 0.5, "high": 1.0}}
+    with pytest.raises(ConfigError, match=r"unknown knob"):
+        validate_config(data)
+
+
+def test_with_overrides_validates_again(tiny_config) -> None:
+    changed = tiny_config.with_overrides({"ppo.kl_coef": 0.2, "shaping.tau": 0.5})
+    assert changed.ppo.kl_coef == 0.2 and changed.shaping.tau == 0.5
+    assert tiny_config.ppo.kl_coef != 0.2
+    with pytest.raises(ConfigError, match="ppo.kl_coef"):
+        tiny_config.with_overrides({"ppo.kl_coef": -3})
+    with pytest.raises(ConfigError, match="ppo.nope: no such field"):
+        tiny_config.with_overrides({"ppo.nope": 1})
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tune_jobs.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_config_validate_ok_and_errors(tmp_path: Path) -> None:
+    ok = _cli("config", "validate", "tune_jobs/configs/tiny.yaml")
+    assert ok.returncode == 0, ok.stderr
+    assert "valid" in ok.stdout
+    data = _tiny_dict()
+    data["ppo"]["kl_coef"] = -1
+    data["shaping"]["colour"] = "blue"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    result = _cli("config", "validate", str(bad))
+    assert result.returncode == 2
+    assert "ppo.kl_coef: must be >= 0, got -1" in result.stderr
+    assert "shaping.colour: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_help_lists_every_command() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0
+    for name in ["sweep", "submit", "results", "final", "explain", "ui", "demo", "config"]:
+        assert name in result.stdout
