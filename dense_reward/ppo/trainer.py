@@ -361,13 +361,13 @@ class PPOTrainer:
         )
         loss = pg_loss + self.args.vf_coef * vf_loss - self.args.ent_coef * entropy
         stats = {
-            "policy_loss": float(pg_loss),
-            "value_loss": float(vf_loss),
-            "loss": float(loss),
+            "policy_loss": float(pg_loss.detach()),
+            "value_loss": float(vf_loss.detach()),
+            "loss": float(loss.detach()),
             "approx_kl": float(pg_stats["approx_kl"]),
             "policy_clipfrac": float(pg_stats["clipfrac"]),
             "value_clipfrac": float(vf_stats["clipfrac"]),
-            "update_entropy": float(entropy),
+            "update_entropy": float(entropy.detach()),
         }
         return loss, stats
 
