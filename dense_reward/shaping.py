@@ -1,0 +1,286 @@
+"""Normalise per-source credit, mix it with simplex weights and scale it by the reward.
+
+For weights w on the probability simplex over the sources (DESIGN.md section 1):
+
+    dense_t = r * sum_k w_k * normalized_k[t]        so  sum_t dense_t == r
+
+`sparse` and `attention` are distributions already (they are only renormalised); the other sources
+go through the configured normaliser. `DenseReward` runs the whole chain for PPO: decode the policy
+tokens, score with the RM, explain with every source, shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dense_reward.attribution.align import policy_token_offsets
+from dense_reward.attribution.base import Explainer, ScoredBatch, build_explainer
+from dense_reward.attribution.sparse import last_token_one_hot
+from dense_reward.config import SOURCES, Config
+from dense_reward.errors import UserError
+from dense_reward.reward_model import RewardModel
+
+NORMALIZERS = ("softmax", "l1", "signed")
+DISTRIBUTION_SOURCES = ("sparse", "attention")
+"""Sources whose credit is already a distribution over the tokens: never softmaxed."""
+SIGNED_MIN_RATIO = 1e-3
+"""`signed` falls back to `sparse` when |sum a| < SIGNED_MIN_RATIO * sum |a| (the scale would explode)."""
+
+
+class ShapingError(UserError, ValueError):
+    """Bad weights, a NaN reward or attribution, or mismatched shapes; the message names the culprit."""
+
+
+# --------------------------------------------------------------------------------------------------
+# normalisers
+# --------------------------------------------------------------------------------------------------
+
+
+def normalize_credit(values: np.ndarray, method: str = "softmax", tau: float = 1.0) -> np.ndarray:
+    """Turn one response's credit (T,) into weights (T,) that sum to 1 (empty stays empty).
+
+    - ``softmax``: softmax(a / tau), as in Koo et al. (arXiv 2504.16272);
+    - ``l1``: |a| / sum |a|;
+    - ``signed``: a / sum a (keeps negative credit).
+    ``l1`` and ``signed`` fall back to one-hot on the last token when their denominator is ~0.
+    """
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if method not in NORMALIZERS:
+        raise ShapingError(f"shaping.normalize: unknown normaliser {method!r}; known: {list(NORMALIZERS)}")
+    if tau <= 0:
+        raise ShapingError(f"shaping.tau: must be > 0, got {tau}")
+    if values.size == 0:
+        return values
+    if method == "softmax":
+        z = values / tau
+        z = np.exp(z - z.max())
+        return z / z.sum()
+    magnitude = np.abs(values).sum()
+    if method == "l1":
+        return np.abs(values) / magnitude if magnitude > 0 else last_token_one_hot(values.size)
+    total = values.sum()
+    if magnitude == 0 or abs(total) < SIGNED_MIN_RATIO * magnitude:
+        return last_token_one_hot(values.size)
+    return values / total
+
+
+def as_distribution(values: np.ndarray) -> np.ndarray:
+    """Renormalise non-negative credit (T,) to sum to 1; one-hot on the last token when it is all zero."""
+    values = np.clip(np.asarray(values, dtype=np.float64).reshape(-1), 0.0, None)
+    total = values.sum()
+    if values.size and total <= 0:
+        return last_token_one_hot(values.size)
+    return values / total if values.size else values
+
+
+# --------------------------------------------------------------------------------------------------
+# weights and shaping
+# --------------------------------------------------------------------------------------------------
+
+
+def validate_weights(weights: Mapping[str, float], tolerance: float = 1e-6) -> dict[str, float]:
+    """Check that `weights` name known sources, are >= 0 and sum to 1; return them as floats."""
+    if not weights:
+        raise ShapingError("shaping.weights: no weights given; e.g. {'sparse': 1.0}")
+    unknown = sorted(k for k in weights if k not in SOURCES)
+    if unknown:
+        raise ShapingError(f"shaping.weights: unknown source(s) {unknown}; known: {list(SOURCES)}")
+    clean = {k: float(v) for k, v in weights.items()}
+    bad = {k: v for k, v in clean.items() if not np.isfinite(v) or v < 0}
+    if bad:
+        raise ShapingError(f"shaping.weights: must be finite and >= 0, got {bad}")
+    total = sum(clean.values())
+    if abs(total - 1.0) > tolerance:
+        raise ShapingError(f"shaping.weights: must sum to 1 (the simplex), got {total:.6g} from {clean}")
+    return clean
+
+
+def shape(
+    attributions: Mapping[str, Sequence[np.ndarray]],
+    weights: Mapping[str, float],
+    rewards: Sequence[float] | np.ndarray,
+    normalize: str = "softmax",
+    tau: float = 1.0,
+) -> list[np.ndarray]:
+    """Dense per-token rewards from per-source credit.
+
+    Args:
+        attributions: source name -> one (T_i,) credit array per response.
+        weights: source name -> weight, on the simplex; sources with weight 0 may be missing.
+        rewards: (B,) sequence-level r.
+        normalize: `softmax`, `l1` or `signed` (applied to every source but `sparse` and `attention`).
+        tau: softmax temperature.
+
+    Returns:
+        One (T_i,) float64 array per response; each sums to its r (an empty response gets an empty array).
+    """
+    weights = validate_weights(weights)
+    rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(rewards))
+    if bad.size:
+        raise ShapingError(
+            f"reward of sample {int(bad[0])} is {rewards[bad[0]]} ({bad.size} non-finite in the batch); "
+            "check the reward model and its inputs"
+        )
+    active = {k: w for k, w in weights.items() if w > 0}
+    missing = sorted(k for k in active if k not in attributions)
+    if missing:
+        raise ShapingError(f"weights put mass on source(s) {missing} but no attributions were computed for them")
+    for name in active:
+        if len(attributions[name]) != len(rewards):
+            raise ShapingError(
+                f"source {name!r} gave {len(attributions[name])} attribution arrays for {len(rewards)} rewards"
+            )
+    dense = []
+    for i, r in enumerate(rewards):
+        lengths = {name: np.asarray(attributions[name][i]).size for name in active}
+        if len(set(lengths.values())) > 1:
+            raise ShapingError(f"sample {i}: sources disagree on the number of response tokens: {lengths}")
+        length = next(iter(lengths.values()))
+        mix = np.zeros(length)
+        for name, w in active.items():
+            credit = np.asarray(attributions[name][i], dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(credit)):
+                raise ShapingError(f"sample {i}: source {name!r} produced a non-finite attribution")
+            unit = as_distribution(credit) if name in DISTRIBUTION_SOURCES else normalize_credit(credit, normalize, tau)
+            mix += w * unit
+        dense.append(r * mix)
+    return dense
+
+
+# --------------------------------------------------------------------------------------------------
+# the reward function PPO calls
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RewardOutput:
+    """What `DenseReward` returns for a batch of responses."""
+
+    scores: np.ndarray
+    """(B,) sequence-level r."""
+    dense: list[np.ndarray]
+    """Per response: one float per policy response token; sums to ``scores[i]``."""
+    responses: list[str]
+    """Decoded response texts."""
+    attributions: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    """Raw per-source credit over policy tokens (for heatmaps)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds: ``scoring_seconds``, ``attribution_seconds`` and ``<source>_seconds`` per source."""
+
+
+class DenseReward:
+    """Sequence reward -> dense per-token reward for a batch of policy responses.
+
+    Args:
+        reward_model: the RM that scores and is explained.
+        policy_tokenizer: decodes the response token ids (and gives their character spans).
+        sources: sources that may be computed (e.g. ``config.shaping.sources``).
+        weights: simplex weights over `sources` (missing ones are 0).
+        normalize: normaliser of the non-distribution sources.
+        tau: softmax temperature.
+        explainer_options: per-source options, e.g. ``{"shap": {"max_evals": 64}}``.
+        skip_zero_weight: do not compute sources whose weight is 0 (they are then absent from
+            ``RewardOutput.attributions``); set False to see every source, e.g. for heatmaps.
+    """
+
+    def __init__(
+        self,
+        reward_model: RewardModel,
+        policy_tokenizer,
+        sources: Sequence[str],
+        weights: Mapping[str, float],
+        normalize: str = "softmax",
+        tau: float = 1.0,
+        explainer_options: Mapping[str, Mapping[str, Any]] | None = None,
+        skip_zero_weight: bool = True,
+    ) -> None:
+        self.weights = validate_weights(weights)
+        outside = sorted(k for k, w in self.weights.items() if w > 0 and k not in sources)
+        if outside:
+            raise ShapingError(f"shaping.weights: source(s) {outside} have weight but are not in sources {list(sources)}")
+        if normalize not in NORMALIZERS:
+            raise ShapingError(f"shaping.normalize: unknown normaliser {normalize!r}; known: {list(NORMALIZERS)}")
+        if tau <= 0:
+            raise ShapingError(f"shaping.tau: must be > 0, got {tau}")
+        self.reward_model = reward_model
+        self.policy_tokenizer = policy_tokenizer
+        self.normalize = normalize
+        self.tau = tau
+        options = dict(explainer_options or {})
+        chosen = [s for s in sources if not skip_zero_weight or self.weights.get(s, 0.0) > 0]
+        self.explainers: dict[str, Explainer] = {
+            name: build_explainer(name, reward_model, **dict(options.get(name, {}))) for name in chosen
+        }
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        reward_model: RewardModel,
+        policy_tokenizer,
+        weights: Mapping[str, float] | None = None,
+        skip_zero_weight: bool = True,
+    ) -> DenseReward:
+        """Build from ``config.shaping``; weights default to ``shaping.weights``, else all on `sparse`."""
+        shaping = config.shaping
+        weights = weights if weights is not None else (shaping.weights or {"sparse": 1.0})
+        sources = list(shaping.sources)
+        if "sparse" not in sources and weights.get("sparse", 0.0) > 0:
+            sources.append("sparse")
+        return cls(
+            reward_model,
+            policy_tokenizer,
+            sources,
+            weights,
+            normalize=shaping.normalize,
+            tau=shaping.tau,
+            explainer_options=explainer_options_from_config(config),
+            skip_zero_weight=skip_zero_weight,
+        )
+
+    def __call__(self, prompts: Sequence[str], response_token_ids: Sequence[Sequence[int]]) -> RewardOutput:
+        """Score and shape a batch.
+
+        Args:
+            prompts: B prompt texts (as given to the policy).
+            response_token_ids: B lists of policy token ids, up to and including the first EOS.
+        """
+        if len(prompts) != len(response_token_ids):
+            raise ValueError(f"got {len(prompts)} prompts but {len(response_token_ids)} responses")
+        decoded = [policy_token_offsets(self.policy_tokenizer, ids) for ids in response_token_ids]
+        responses = [text for text, _ in decoded]
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        scores = self.reward_model.score(list(prompts), responses).double().numpy()  # (B,)
+        timings["scoring_seconds"] = time.perf_counter() - started
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:
+            raise ShapingError(
+                f"reward of sample {int(bad[0])} is {scores[bad[0]]} ({bad.size} non-finite in the batch); "
+                f"response: {responses[bad[0]][:80]!r}"
+            )
+        batch = ScoredBatch(list(prompts), responses, [offsets for _, offsets in decoded], scores)
+        attributions: dict[str, list[np.ndarray]] = {}
+        attribution_started = time.perf_counter()
+        for name, explainer in self.explainers.items():
+            started = time.perf_counter()
+            attributions[name] = explainer.explain(batch)
+            timings[f"{name}_seconds"] = time.perf_counter() - started
+        timings["attribution_seconds"] = time.perf_counter() - attribution_started
+        dense = shape(attributions, self.weights, scores, self.normalize, self.tau)
+        return RewardOutput(scores=scores, dense=dense, responses=responses, attributions=attributions, timings=timings)
+
+
+def explainer_options_from_config(config: Config) -> dict[str, dict[str, Any]]:
+    """Per-source options from ``config.shaping`` (``shap.max_evals``, ``lime.num_samples``, seeds)."""
+    shaping = config.shaping
+    return {
+        "shap": {"max_evals": shaping.shap.max_evals},
+        "lime": {"num_samples": shaping.lime.num_samples, "seed": config.seed},
+    }

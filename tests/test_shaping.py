@@ -1,0 +1,143 @@
+"""Shaping invariants: sums to r, sparse and ABC special cases, edge lengths, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from dense_reward.attribution.align import policy_token_offsets
+from dense_reward.config import SOURCES
+from dense_reward.models import load_tokenizer
+from dense_reward.reward_model import RewardModel
+from dense_reward.shaping import (
+    NORMALIZERS,
+    DenseReward,
+    RewardOutput,
+    ShapingError,
+    normalize_credit,
+    shape,
+    validate_weights,
+)
+
+CREDIT = arrays(np.float64, st.integers(1, 30), elements=st.floats(-50, 50, allow_nan=False))
+
+
+@settings(max_examples=80, deadline=None)
+@given(credit=CREDIT, method=st.sampled_from(NORMALIZERS), tau=st.floats(0.05, 10.0))
+def test_every_normaliser_gives_unit_mass(credit: np.ndarray, method: str, tau: float) -> None:
+    unit = normalize_credit(credit, method, tau)
+    assert unit.shape == credit.shape
+    assert np.all(np.isfinite(unit))
+    assert unit.sum() == pytest.approx(1.0, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    method=st.sampled_from(NORMALIZERS),
+    n=st.integers(1, 6),
+    weights_raw=arrays(np.float64, 4, elements=st.floats(0.0, 1.0)),
+)
+def test_dense_rewards_sum_to_r(data, method: str, n: int, weights_raw: np.ndarray) -> None:
+    sources = ["sparse", "attention", "shap", "lime"]
+    if weights_raw.sum() == 0:
+        weights_raw = np.array([1.0, 0, 0, 0])
+    weights = dict(zip(sources, weights_raw / weights_raw.sum(), strict=True))
+    lengths = data.draw(st.lists(st.integers(0, 20), min_size=n, max_size=n))
+    rewards = data.draw(arrays(np.float64, n, elements=st.floats(-10, 10)))
+    rng = np.random.default_rng(0)
+    attributions = {
+        s: [np.abs(rng.normal(size=t)) if s == "attention" else rng.normal(size=t) for t in lengths] for s in sources
+    }
+    dense = shape(attributions, weights, rewards, normalize=method, tau=0.7)
+    for d, t, r in zip(dense, lengths, rewards, strict=True):
+        assert d.shape == (t,)
+        if t:
+            assert d.sum() == pytest.approx(r, abs=1e-9 * max(1.0, abs(r)))
+
+
+def test_all_sparse_puts_r_on_the_last_token() -> None:
+    attributions = {"sparse": [np.array([0.0, 0.0, 1.0])], "shap": [np.array([5.0, -1.0, 2.0])]}
+    dense = shape(attributions, {"sparse": 1.0, "shap": 0.0}, [2.5])
+    np.testing.assert_array_equal(dense[0], [0.0, 0.0, 2.5])
+
+
+def test_abc_weights_equal_the_abc_formula() -> None:
+    # Chan et al. (arXiv 2402.00782): r_t = r * (beta * attention_t) + (1 - beta) * r on the last token.
+    attention = np.array([0.1, 0.6, 0.3])
+    sparse = np.array([0.0, 0.0, 1.0])
+    r = -1.7
+    dense = shape({"attention": [attention], "sparse": [sparse]}, {"attention": 0.8, "sparse": 0.2}, [r])
+    np.testing.assert_allclose(dense[0], r * 0.8 * attention + r * 0.2 * sparse)
+
+
+def test_zero_length_and_one_token_responses() -> None:
+    attributions = {"shap": [np.zeros(0), np.array([3.0])], "sparse": [np.zeros(0), np.array([1.0])]}
+    for method in NORMALIZERS:
+        dense = shape(attributions, {"shap": 0.5, "sparse": 0.5}, [1.0, -2.0], normalize=method)
+        assert dense[0].shape == (0,)
+        np.testing.assert_allclose(dense[1], [-2.0])
+
+
+def test_nan_score_names_the_sample() -> None:
+    with pytest.raises(ShapingError, match="sample 2"):
+        shape({"sparse": [np.ones(1)] * 3}, {"sparse": 1.0}, [0.0, 1.0, float("nan")])
+
+
+def test_nan_attribution_names_source_and_sample() -> None:
+    with pytest.raises(ShapingError, match=r"sample 1: source 'shap'"):
+        shape({"shap": [np.ones(2), np.array([np.nan, 1.0])]}, {"shap": 1.0}, [0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        ({"sparse": 0.5, "shap": 0.4}, "sum to 1"),
+        ({"sparse": 1.2, "shap": -0.2}, ">= 0"),
+        ({"bogus": 1.0}, "unknown source"),
+        ({}, "no weights"),
+    ],
+)
+def test_bad_weights_raise_clear_errors(weights: dict[str, float], message: str) -> None:
+    with pytest.raises(ShapingError, match=message):
+        validate_weights(weights)
+
+
+def test_signed_falls_back_to_sparse_when_credit_cancels() -> None:
+    np.testing.assert_array_equal(normalize_credit(np.array([1.0, -1.0, 0.0]), "signed"), [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(normalize_credit(np.array([2.0, -1.0]), "signed"), [2.0, -1.0])
+
+
+def test_softmax_temperature_sharpens() -> None:
+    credit = np.array([0.0, 1.0])
+    assert normalize_credit(credit, "softmax", 0.1)[1] > normalize_credit(credit, "softmax", 10.0)[1]
+
+
+def test_dense_reward_on_tiny_models(tiny_rm_spec, tiny_policy_spec) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    eos = tokenizer.eos_token_id
+    responses = [tokenizer.encode(" Thanks, that helps a lot!") + [eos], [eos], tokenizer.encode(" ok")]
+    reward = DenseReward(reward_model, tokenizer, ["sparse"], {"sparse": 1.0})
+    out = reward(["Say thanks.", "Hi", "Reply."], responses)
+    assert isinstance(out, RewardOutput)
+    direct = reward_model.score(["Say thanks.", "Hi", "Reply."], out.responses).numpy()
+    np.testing.assert_allclose(out.scores, direct, rtol=1e-5)
+    for ids, dense, r in zip(responses, out.dense, out.scores, strict=True):
+        assert dense.shape == (len(ids),)
+        assert dense[-1] == pytest.approx(r)
+    assert out.responses[1] == ""
+    assert {"scoring_seconds", "attribution_seconds"} <= set(out.timings)
+    assert out.responses[0] == policy_token_offsets(tokenizer, responses[0])[0]
+
+
+def test_dense_reward_from_config_defaults_to_sparse(tiny_config, tiny_rm_spec, tiny_policy_spec) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    reward = DenseReward.from_config(tiny_config, reward_model, tokenizer)
+    assert reward.weights == {"sparse": 1.0}
+    assert list(reward.explainers) == ["sparse"]
+    assert set(SOURCES) >= set(tiny_config.shaping.sources)
