@@ -1,0 +1,77 @@
+"""`dense-reward sweep CONFIG [--name N] [--address A] [--trials N] [--max-concurrent N] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dense_reward.config import load_config
+from dense_reward.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="YAML sweep config (optional with --resume)")
+    parser.add_argument("--name", help="run name (default: the config's `name`); the run dir is ./runs/<name>")
+    parser.add_argument("--run-dir", type=Path, help="run dir (default: ./runs/<name>)")
+    parser.add_argument("--address", help="Ray cluster: `auto` or ray://host:10001 (default: a private local Ray)")
+    parser.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
+    parser.add_argument("--max-concurrent", type=int, help="trials at once (overrides search.max_concurrent)")
+    parser.add_argument("--resume", action="store_true", help="continue the sweep in the run dir after a crash")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from tune_jobs.results import render_table, ui_command
+    from tune_jobs.sweep import RUNS_ROOT, ProgressTable, default_run_dir, resolve_run, run_sweep
+
+    console = Console(soft_wrap=True)
+    if args.config is None and not args.resume:
+        raise UserError("a CONFIG file is needed (only --resume can go without one)")
+    if args.config is not None:
+        config = load_config(args.config)
+        overrides = {}
+        if args.name:
+            overrides["name"] = args.name
+        if args.trials is not None:
+            overrides["search.trials"] = args.trials
+        if args.max_concurrent is not None:
+            overrides["search.max_concurrent"] = args.max_concurrent
+        config = config.with_overrides(overrides) if overrides else config
+        run_dir = args.run_dir or default_run_dir(config)
+    else:
+        if not (args.run_dir or args.name):
+            raise UserError("--resume without CONFIG needs --name or --run-dir")
+        run_dir = args.run_dir or RUNS_ROOT / args.name
+        config = resolve_run(run_dir).load_config()
+
+    def announce(manifest) -> None:
+        verb = "resuming" if args.resume else "starting"
+        console.print(f"{verb} sweep [bold]{manifest.name}[/bold] in {manifest.run_dir}")
+        console.print(f"MLflow: {manifest.tracking_uri} (parent run {manifest.parent_run_id})")
+
+    outcome = run_sweep(
+        config,
+        run_dir=run_dir,
+        address=args.address,
+        resume=args.resume,
+        callbacks=[ProgressTable(config.shaping.sources)],
+        on_ready=announce,
+    )
+    results = outcome.results
+    console.print(render_table(results))
+    best = results.best
+    if best is None:
+        console.print("[red]no trial reported val_reward[/red]")
+        return 1
+    weights = ", ".join(f"{s}={w:.3f}" for s, w in best.weights.items())
+    console.print(f"best trial: {best.trial_id}  val_reward={best.best_val_reward:.4f}")
+    console.print(f"best weights: {weights}")
+    if best.knobs:
+        console.print("best knobs: " + ", ".join(f"{k}={v:.4g}" for k, v in best.knobs.items()))
+    console.print(f"best checkpoint: {best.best_checkpoint}")
+    console.print(f"MLflow: {outcome.manifest.tracking_uri}  (open it with `{ui_command(outcome.manifest)}`)")
+    failed = [row.trial_id for row in results.trials if row.status != "TERMINATED"]
+    if failed:
+        console.print(f"[yellow]trials not finished: {failed}[/yellow]")
+    return 0
