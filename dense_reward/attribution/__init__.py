@@ -3,8 +3,16 @@
 Importing this package registers every source; build one with `build_explainer(name, reward_model)`.
 """
 
-from dense_reward.attribution import align, base
-from dense_reward.attribution import sparse as _sparse  # noqa: F401  (registers itself)
+from dense_reward.attribution import (  # noqa: F401  (each source registers itself on import)
+    align,
+    attention,
+    base,
+    gradient,
+    lime_source,
+    redistribution,
+    shap_source,
+    sparse,
+)
 from dense_reward.attribution.align import align_credit, policy_token_offsets
 from dense_reward.attribution.base import (
     Explainer,
