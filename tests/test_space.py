@@ -1,0 +1,119 @@
+"""The search space: simplex weights, box knobs, and the maps to and from trial configs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dense_reward.config import Config, ConfigError, KnobSpec
+from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+
+SOURCES4 = ("sparse", "attention", "redistribution", "shap")
+KNOBS = {"shaping.tau": KnobSpec(low=0.1, high=10.0, log=True), "ppo.ent_coef": KnobSpec(low=0.0, high=0.1)}
+
+
+@pytest.fixture()
+def space() -> SearchSpace:
+    return SearchSpace(SOURCES4, dict(KNOBS), {"shaping.tau": 1.0})
+
+
+def test_shape_and_bounds(space: SearchSpace) -> None:
+    assert (space.num_sources, space.num_knobs, space.dim, space.unit_dim) == (4, 2, 6, 5)
+    low, high = space.bounds
+    np.testing.assert_allclose(low, [0, 0, 0, 0, math.log(0.1), 0.0])
+    np.testing.assert_allclose(high, [1, 1, 1, 1, math.log(10.0), 0.1])
+
+
+def test_knob_defaults_come_from_config_or_box_centre(space: SearchSpace) -> None:
+    assert space.knob_defaults["shaping.tau"] == 1.0
+    assert space.knob_defaults["ppo.ent_coef"] == pytest.approx(0.05)
+    outside = SearchSpace(SOURCES4, {"shaping.tau": KnobSpec(low=2.0, high=8.0, log=True)}, {"shaping.tau": 1.0})
+    assert outside.knob_defaults["shaping.tau"] == pytest.approx(4.0)  # geometric centre of a log box
+
+
+def test_unit_cube_maps_onto_simplex_and_box(space: SearchSpace) -> None:
+    rng = np.random.default_rng(0)
+    corners = [np.zeros(space.unit_dim), np.ones(space.unit_dim)]
+    for u in [*corners, *rng.random((500, space.unit_dim))]:
+        config = space.from_unit(u)
+        assert set(config) == {WEIGHTS_KEY, *KNOBS}
+        weights = np.array(list(config[WEIGHTS_KEY].values()))
+        assert np.all(weights >= 0) and abs(weights.sum() - 1.0) <= 1e-9
+        assert space.contains(config)
+
+
+def test_uniform_unit_cube_gives_dirichlet_one_weights(space: SearchSpace) -> None:
+    rng = np.random.default_rng(1)
+    weights = np.array([list(space.sample_uniform(rng)[WEIGHTS_KEY].values()) for _ in range(6000)])  # (N, 4)
+    d = space.num_sources
+    # Dirichlet(1,...,1): every weight has mean 1/d and second moment 2 / (d (d + 1)).
+    np.testing.assert_allclose(weights.mean(axis=0), 1 / d, atol=0.01)
+    np.testing.assert_allclose((weights**2).mean(axis=0), 2 / (d * (d + 1)), atol=0.006)
+    taus = np.array([space.sample_uniform(rng)["shaping.tau"] for _ in range(4000)])
+    # Log-uniform on [0.1, 10]: half the mass below 1.
+    assert abs((taus < 1.0).mean() - 0.5) < 0.03
+
+
+def test_unit_round_trip(space: SearchSpace) -> None:
+    rng = np.random.default_rng(2)
+    for u in rng.uniform(0.01, 0.99, size=(200, space.unit_dim)):
+        np.testing.assert_allclose(space.to_unit(space.from_unit(u)), u, atol=1e-9)
+
+
+def test_unit_inverse_of_a_vertex_maps_back(space: SearchSpace) -> None:
+    vertex = space.point({"attention": 1.0})
+    back = space.from_unit(space.to_unit(vertex))
+    assert back[WEIGHTS_KEY] == pytest.approx(vertex[WEIGHTS_KEY], abs=1e-12)
+
+
+def test_vector_round_trip_and_projection(space: SearchSpace) -> None:
+    config = space.point({"sparse": 0.25, "attention": 0.75}, {"shaping.tau": 2.0, "ppo.ent_coef": 0.01})
+    x = space.to_vector(config)
+    np.testing.assert_allclose(x, [0.25, 0.75, 0, 0, math.log(2.0), 0.01])
+    assert space.from_vector(x)["shaping.tau"] == pytest.approx(2.0)
+    # An optimiser's output: slightly off the simplex, a tiny negative weight, a knob past its bound.
+    off = np.array([0.3000004, 0.5, 0.2000003, -1e-7, math.log(20.0), 0.05])
+    projected = space.from_vector(off)
+    assert space.contains(projected)
+    assert abs(sum(projected[WEIGHTS_KEY].values()) - 1.0) <= 1e-12
+    assert projected[WEIGHTS_KEY]["shap"] == 0.0
+    assert projected["shaping.tau"] == 10.0
+
+
+def test_point_fills_missing_sources_and_defaults(space: SearchSpace) -> None:
+    config = space.point({"sparse": 1.0})
+    assert config[WEIGHTS_KEY] == {"sparse": 1.0, "attention": 0.0, "redistribution": 0.0, "shap": 0.0}
+    assert config["shaping.tau"] == 1.0
+    with pytest.raises(ValueError, match="sum to 1"):
+        space.point({"sparse": 0.5})
+    with pytest.raises(ValueError, match="lime"):
+        space.point({"lime": 1.0})
+    with pytest.raises(ValueError, match="outside"):
+        space.point({"sparse": 1.0}, {"shaping.tau": 50.0})
+
+
+def test_contains_rejects_off_simplex_and_out_of_box(space: SearchSpace) -> None:
+    good = space.point({"sparse": 0.5, "shap": 0.5})
+    assert space.contains(good)
+    assert not space.contains({**good, WEIGHTS_KEY: {**good[WEIGHTS_KEY], "sparse": 0.5 + 1e-6}})
+    assert not space.contains({**good, "ppo.ent_coef": 0.2})
+    assert not space.contains({WEIGHTS_KEY: {"sparse": 1.0}, **{k: good[k] for k in KNOBS}})
+
+
+def test_source_count_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"2\.\.6 sources"):
+        SearchSpace(("sparse",))
+    with pytest.raises(ConfigError, match="unknown source"):
+        SearchSpace(("sparse", "telepathy"))
+
+
+def test_from_config(tiny_config: Config) -> None:
+    config = tiny_config.model_copy(deep=True)
+    config.search.knobs = {"ppo.kl_coef": KnobSpec(low=0.01, high=0.5, log=True)}
+    space = SearchSpace.from_config(config)
+    assert space.sources == tuple(tiny_config.shaping.sources)
+    assert space.knob_names == ("ppo.kl_coef",)
+    assert space.knob_defaults["ppo.kl_coef"] == config.ppo.kl_coef
+    assert space.signature()["knobs"]["ppo.kl_coef"] == {"low": 0.01, "high": 0.5, "log": True}
