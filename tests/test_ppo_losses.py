@@ -57,7 +57,11 @@ def test_kl_estimators() -> None:
     # k3 = q/p - 1 - log(q/p) = 0.5 - 1 + log 2
     torch.testing.assert_close(kl_per_token(logprobs, ref_logprobs, "k3"), t([[math.log(2.0) - 0.5]]))
     # k3 is never negative, k1 can be.
-    assert kl_per_token(ref_logprobs, logprobs, "k1").item() < 0 < kl_per_token(ref_logprobs, logprobs, "k3").item()
+    assert (
+        kl_per_token(ref_logprobs, logprobs, "k1").item()
+        < 0
+        < kl_per_token(ref_logprobs, logprobs, "k3").item()
+    )
     with pytest.raises(ValueError, match="kl_estimator"):
         kl_per_token(logprobs, ref_logprobs, "k2")  # type: ignore[arg-type]
 
@@ -69,7 +73,9 @@ def test_masked_statistics_ignore_masked_positions() -> None:
     assert masked_var(values, mask, unbiased=False).item() == pytest.approx(2.0 / 3.0)
     torch.testing.assert_close(masked_whiten(values, mask), t([[-1.0, 0.0, 1.0, 0.0]]), atol=1e-6, rtol=0)
     # Without the mean shift only the scale changes: the mean 2 stays.
-    torch.testing.assert_close(masked_whiten(values, mask, shift_mean=False), t([[1.0, 2.0, 3.0, 0.0]]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        masked_whiten(values, mask, shift_mean=False), t([[1.0, 2.0, 3.0, 0.0]]), atol=1e-6, rtol=0
+    )
 
 
 def test_policy_loss_clips_only_in_the_direction_that_helps() -> None:

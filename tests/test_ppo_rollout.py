@@ -58,14 +58,18 @@ def test_left_padding_does_not_change_logprobs(tiny) -> None:
     with torch.no_grad():
         alone, _ = response_logits(policy, alone_ids, alone_mask, response, temperature=1.0)
         batched, _ = response_logits(policy, batch_ids, batch_mask, response.repeat(2, 1), temperature=1.0)
-    torch.testing.assert_close(token_logprobs(batched[:1], response), token_logprobs(alone, response), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        token_logprobs(batched[:1], response), token_logprobs(alone, response), atol=1e-5, rtol=0
+    )
 
 
 def test_logprobs_are_taken_at_the_sampling_temperature(tiny) -> None:
     policy, tokenizer = tiny
     torch.manual_seed(1)
     rollout = generate(policy, tokenizer, ["Hello there", "The day"], max_new_tokens=6, temperature=0.7)
-    score_tokens(rollout, policy, temperature=0.7, reference=policy, critic=lambda **kw: kw["input_ids"] * 0.0)
+    score_tokens(
+        rollout, policy, temperature=0.7, reference=policy, critic=lambda **kw: kw["input_ids"] * 0.0
+    )
     prompt = tokenizer("Hello there", return_tensors="pt")["input_ids"]
     n = rollout.lengths[0]
     response = rollout.response_ids[:1, :n]
@@ -81,7 +85,11 @@ def test_greedy_generation_is_the_same_alone_and_in_a_padded_batch(tiny) -> None
     policy, tokenizer = tiny
     alone = generate(policy, tokenizer, ["Hello there"], max_new_tokens=6, greedy=True)
     batched = generate(
-        policy, tokenizer, ["Hello there", "The day is good and the world is very kind"], max_new_tokens=6, greedy=True
+        policy,
+        tokenizer,
+        ["Hello there", "The day is good and the world is very kind"],
+        max_new_tokens=6,
+        greedy=True,
     )
     assert batched.token_ids[0] == alone.token_ids[0]
 
@@ -116,7 +124,9 @@ def test_empty_prompt_is_rejected(tiny) -> None:
 
 def test_dense_reward_tensor_pads_rows() -> None:
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    rewards = dense_reward_tensor([np.array([0.5, 1.0]), np.array([1.0, 2.0, 3.0])], np.array([1.5, 6.0]), [2, 3], mask)
+    rewards = dense_reward_tensor(
+        [np.array([0.5, 1.0]), np.array([1.0, 2.0, 3.0])], np.array([1.5, 6.0]), [2, 3], mask
+    )
     torch.testing.assert_close(rewards, torch.tensor([[0.5, 1.0, 0.0], [1.0, 2.0, 3.0]]))
 
 
@@ -125,7 +135,11 @@ def test_dense_reward_tensor_pads_rows() -> None:
     [
         ([np.ones(2), np.ones(2)], np.ones(2), r"dense\[1\] must hold one float per response token \(3"),
         ([np.ones(2)], np.ones(2), "dense has 1 arrays for 2 responses"),
-        ([np.ones(2), np.array([1.0, np.nan, 1.0])], np.ones(2), r"dense\[1\] is not finite at token\(s\) \[1\]"),
+        (
+            [np.ones(2), np.array([1.0, np.nan, 1.0])],
+            np.ones(2),
+            r"dense\[1\] is not finite at token\(s\) \[1\]",
+        ),
         ([np.ones(2), np.ones(3)], np.array([1.0, np.inf]), r"scores of response\(s\) \[1\] are not finite"),
         ([np.ones(2), np.ones(3)], np.ones(3), r"scores must have shape \(2,\)"),
     ],

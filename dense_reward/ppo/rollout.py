@@ -55,7 +55,9 @@ class Rollout:
         return has_tokens & (self.response_ids.gather(1, last[:, None]).squeeze(1) == eos_token_id)
 
 
-def tokenize_prompts(tokenizer, prompts: Sequence[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def tokenize_prompts(
+    tokenizer, prompts: Sequence[str], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded `(B, Tq)` prompt ids and mask; raises on an empty prompt (nothing to condition on)."""
     if not prompts:
         raise ValueError("prompts: need at least one prompt")
@@ -123,7 +125,11 @@ def sequence_inputs(
 
 
 def response_logits(
-    model, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor, temperature: float,
+    model,
+    query_ids: torch.Tensor,
+    query_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    temperature: float,
     output_hidden_states: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Temperature-scaled logits `(B, Tr, V)` that predict each response token, and optionally the
@@ -172,7 +178,12 @@ def score_tokens(
         response_ids = rollout.response_ids[rows]
         with autocast or nullcontext():
             logits, hidden = response_logits(
-                policy, query_ids, query_mask, response_ids, temperature, output_hidden_states=value_head is not None
+                policy,
+                query_ids,
+                query_mask,
+                response_ids,
+                temperature,
+                output_hidden_states=value_head is not None,
             )
             parts["logprobs"].append(token_logprobs(logits.float(), response_ids))
             parts["entropy"].append(entropy_from_logits(logits.float()))
@@ -187,7 +198,9 @@ def score_tokens(
             if value_head is not None:
                 values = value_head(hidden)
             else:
-                values = critic(**sequence_inputs(query_ids, query_mask, response_ids))[:, -response_ids.shape[1] - 1 : -1]
+                values = critic(**sequence_inputs(query_ids, query_mask, response_ids))[
+                    :, -response_ids.shape[1] - 1 : -1
+                ]
             parts["values"].append(values.float())
     for name, chunks in parts.items():
         setattr(rollout, name, torch.cat(chunks) * rollout.response_mask)
@@ -205,10 +218,14 @@ def dense_reward_tensor(
     batch_size = len(lengths)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (batch_size,):
-        raise RewardError(f"reward: scores must have shape ({batch_size},) (one per response), got {scores.shape}")
+        raise RewardError(
+            f"reward: scores must have shape ({batch_size},) (one per response), got {scores.shape}"
+        )
     bad_scores = np.flatnonzero(~np.isfinite(scores)).tolist()
     if bad_scores:
-        raise RewardError(f"reward: scores of response(s) {bad_scores} are not finite: {scores[bad_scores].tolist()}")
+        raise RewardError(
+            f"reward: scores of response(s) {bad_scores} are not finite: {scores[bad_scores].tolist()}"
+        )
     if len(dense) != batch_size:
         raise RewardError(f"reward: dense has {len(dense)} arrays for {batch_size} responses")
     rewards = torch.zeros_like(response_mask)

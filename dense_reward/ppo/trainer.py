@@ -141,14 +141,21 @@ class PPOTrainer:
             self.value_head = ValueHead(policy.config.hidden_size).to(self.device)
         else:
             self.critic = load_critic(
-                config.models.value.init, config.models.policy, config.models.reward, tokenizer, config.models.lora
+                config.models.value.init,
+                config.models.policy,
+                config.models.reward,
+                tokenizer,
+                config.models.lora,
             ).eval()
         self.value_module: nn.Module = self.value_head if self.value_head is not None else self.critic
 
         self.parameters = [p for p in self.policy.parameters() if p.requires_grad]
         self.parameters += [p for p in self.value_module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=self.args.learning_rate, eps=self.args.adam_eps, weight_decay=self.args.weight_decay
+            self.parameters,
+            lr=self.args.learning_rate,
+            eps=self.args.adam_eps,
+            weight_decay=self.args.weight_decay,
         )
         if total_steps is None and self.args.steps_per_epoch is not None:
             total_steps = self.args.epochs * self.args.steps_per_epoch
@@ -264,7 +271,9 @@ class PPOTrainer:
         reward_seconds = time.perf_counter() - tick
         reported = getattr(output, "timings", None) or {}
         timings["attribution_seconds"] = float(reported.get("attribution_seconds", 0.0))
-        timings["scoring_seconds"] = float(reported.get("scoring_seconds", reward_seconds - timings["attribution_seconds"]))
+        timings["scoring_seconds"] = float(
+            reported.get("scoring_seconds", reward_seconds - timings["attribution_seconds"])
+        )
         timings["reward_seconds"] = reward_seconds
 
         mask = rollout.response_mask
@@ -294,7 +303,9 @@ class PPOTrainer:
 
     def advantages(self, rollout: Rollout, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GAE advantages and value targets, both `(B, Tr)`; advantages whitened over the batch."""
-        advantages, returns = gae(rewards, rollout.values, rollout.response_mask, self.args.gamma, self.args.lam)
+        advantages, returns = gae(
+            rewards, rollout.values, rollout.response_mask, self.args.gamma, self.args.lam
+        )
         if self.args.whiten_advantages:
             advantages = masked_whiten(advantages, rollout.response_mask)
         return advantages, returns
@@ -349,7 +360,9 @@ class PPOTrainer:
             if self.value_head is not None:
                 values = self.value_head(hidden)
             else:
-                values = self.critic(**sequence_inputs(query_ids, query_mask, response_ids))[:, -length - 1 : -1]
+                values = self.critic(**sequence_inputs(query_ids, query_mask, response_ids))[
+                    :, -length - 1 : -1
+                ]
         logits = logits.float()
         logprobs = token_logprobs(logits, response_ids)  # (b, T)
         entropy = masked_mean(entropy_from_logits(logits), mask)
@@ -357,7 +370,11 @@ class PPOTrainer:
             logprobs, rollout.logprobs[rows, :length], advantages[rows, :length], mask, self.args.clip_range
         )
         vf_loss, vf_stats = value_loss(
-            values.float(), rollout.values[rows, :length], returns[rows, :length], mask, self.args.clip_range_value
+            values.float(),
+            rollout.values[rows, :length],
+            returns[rows, :length],
+            mask,
+            self.args.clip_range_value,
         )
         loss = pg_loss + self.args.vf_coef * vf_loss - self.args.ent_coef * entropy
         stats = {
