@@ -129,7 +129,9 @@ def generate_replies(n: int, seed: int = 0) -> list[str]:
             if polarity == "0" or rng.random() < 0.25:
                 sentences.append(rng.choice(NEUTRAL_SENTENCES))
                 continue
-            curated, drawn = (POSITIVE_WORDS, lex_positive) if polarity == "+" else (NEGATIVE_WORDS, lex_negative)
+            curated, drawn = (
+                (POSITIVE_WORDS, lex_positive) if polarity == "+" else (NEGATIVE_WORDS, lex_negative)
+            )
             word = rng.choice(curated) if rng.random() < 0.6 else rng.choice(drawn)
             sentences.append(rng.choice(SENTIMENT_TEMPLATES).format(w=word))
         replies.append(rng.choice(OPENERS) + " ".join(sentences))
@@ -166,7 +168,9 @@ def agreement(scores: np.ndarray, gold: np.ndarray) -> Agreement:
     )
 
 
-def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+def score_texts(
+    model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128
+) -> np.ndarray:
     """(N,) scalar outputs of a sequence-classification model with one label."""
     import torch
 
@@ -244,7 +248,9 @@ def train_reward_model(
             optimizer.zero_grad()
             step += 1
             if step % 25 == 0 or step == steps:
-                progress(f"  reward head: epoch {epoch + 1}/{epochs}, step {step}/{steps}, mse {loss.item():.4f}")
+                progress(
+                    f"  reward head: epoch {epoch + 1}/{epochs}, step {step}/{steps}, mse {loss.item():.4f}"
+                )
 
     result = agreement(score_texts(model, tokenizer, heldout_texts, max_length=max_length), heldout_gold)
     seconds = time.perf_counter() - started

