@@ -31,12 +31,16 @@ from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from dense_reward.config import Config, ConfigError
-from tune_jobs.space import SearchSpace
+from tune_jobs.space import WEIGHTS_KEY, SearchSpace
 
 METRIC = "val_reward"
 MODE = "max"
 STATE_FORMAT = "dense-reward/searcher-state"
 STATE_VERSION = 1
+LOCAL_CENTRES = 3
+"""Best observed points around which acquisition restarts are also sought."""
+LOCAL_SAMPLES = 32
+"""Jittered points drawn around each of them."""
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +161,7 @@ class SimplexSearcher(Searcher):
         """Add a trial evaluated elsewhere (e.g. a previous sweep) to the history."""
         if not self.space.contains(parameters, atol=1e-6):
             raise ValueError(f"evaluated point is not in the search space: {parameters}")
-        config = self.space.from_vector(self.space.to_vector(parameters))
+        config = self.space.point(parameters[WEIGHTS_KEY], {k: parameters[k] for k in self.space.knob_names})
         trial_id = f"evaluated-{len(self.trials)}"
         self.trials[trial_id] = TrialRecord(trial_id=trial_id, config=config)
         self.on_trial_complete(trial_id, None if pruned else {self.metric: value}, error=error)
@@ -256,7 +260,7 @@ class SimplexSearcher(Searcher):
     def _checked_point(self, point: Mapping[str, Any], index: int) -> dict[str, Any]:
         if not self.space.contains(point):
             raise ValueError(f"points_to_evaluate[{index}] is not in the search space: {dict(point)}")
-        return self.space.from_vector(self.space.to_vector(point))
+        return self.space.point(point[WEIGHTS_KEY], {k: point[k] for k in self.space.knob_names})
 
     def _suggestion_seed(self, index: int) -> int:
         """A well-mixed seed for suggestion ``index``: a fixed function of (seed, index)."""
@@ -307,8 +311,9 @@ class BoTorchSearcher(SimplexSearcher):
     Suggestion ``i`` is, in order of precedence:
 
     1. ``points_to_evaluate[i]``;
-    2. for ``i < n_init``, or while fewer than ``min_observations`` trials have completed, point ``i``
-       of a scrambled Sobol sequence on the unit cube mapped uniformly onto the simplex and box;
+    2. while fewer than ``n_init`` trials are known, or fewer than ``min_observations`` have
+       completed, the next point of a scrambled Sobol sequence on the unit cube, mapped uniformly
+       onto the simplex and box;
     3. otherwise the maximiser of qLogNoisyExpectedImprovement under a SingleTaskGP fitted to the
        completed trials (inputs normalised to the unit cube, outcome standardised, float64), with
        pending and failed trials as ``X_pending`` (a point already running or failed adds no
@@ -328,8 +333,9 @@ class BoTorchSearcher(SimplexSearcher):
         n_init: Quasi-random suggestions (start points included) before the GP takes over.
         min_observations: Completed trials the GP needs; fewer -> keep drawing Sobol points.
         num_restarts: Restarts of the acquisition optimiser.
-        raw_samples: Raw points scored to pick the restarts.
+        raw_samples: Sobol points scored (with jitter around the best points) to pick the restarts.
         mc_samples: Quasi-MC samples of the acquisition function.
+        maxiter: SLSQP iterations per acquisition optimisation.
         torch_threads: torch threads used while fitting and optimising.
         min_distance: Closest a GP candidate may come to a pending or failed trial.
     """
@@ -345,9 +351,10 @@ class BoTorchSearcher(SimplexSearcher):
         seed: int = 0,
         n_init: int = 5,
         min_observations: int = 2,
-        num_restarts: int = 8,
+        num_restarts: int = 4,
         raw_samples: int = 256,
-        mc_samples: int = 128,
+        mc_samples: int = 64,
+        maxiter: int = 50,
         torch_threads: int = 1,
         min_distance: float = 1e-4,
     ) -> None:
@@ -361,6 +368,7 @@ class BoTorchSearcher(SimplexSearcher):
         self.num_restarts = num_restarts
         self.raw_samples = raw_samples
         self.mc_samples = mc_samples
+        self.maxiter = maxiter
         self.torch_threads = torch_threads
         self.min_distance = min_distance
         self.hyperparameters: dict[str, list] | None = None
@@ -389,7 +397,8 @@ class BoTorchSearcher(SimplexSearcher):
         if index < num_points:
             return copy.deepcopy(self.points_to_evaluate[index])
         x, y = self.observations()
-        if index < max(self.n_init, num_points) or len(y) < self.min_observations:
+        # Trials added with add_evaluated_point count toward the initial design like suggested ones.
+        if len(self.trials) < max(self.n_init, num_points) or len(y) < self.min_observations:
             return self._sobol_config(index - num_points, self.seed)
         return self._gp_config(index, x, y)
 
@@ -424,6 +433,7 @@ class BoTorchSearcher(SimplexSearcher):
         from botorch.models.transforms.input import Normalize
         from botorch.models.transforms.outcome import Standardize
         from botorch.optim import optimize_acqf
+        from botorch.optim.initializers import initialize_q_batch
         from botorch.sampling.normal import SobolQMCNormalSampler
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -441,11 +451,8 @@ class BoTorchSearcher(SimplexSearcher):
                 {k: torch.tensor(v, dtype=torch.float64) for k, v in self.hyperparameters.items()}, strict=False
             )
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
-        self.hyperparameters = {
-            k: v.tolist()
-            for k, v in model.state_dict().items()
-            if k.startswith(("covar_module.", "mean_module.", "likelihood.")) and v.is_floating_point()
-        }
+        # Only the trained parameters: priors, constraints and the data transforms are rebuilt identically.
+        self.hyperparameters = {k: v.detach().tolist() for k, v in model.named_parameters()}
         acquisition = qLogNoisyExpectedImprovement(
             model=model,
             X_baseline=train_x,
@@ -453,6 +460,9 @@ class BoTorchSearcher(SimplexSearcher):
             X_pending=torch.as_tensor(pending, dtype=torch.float64) if len(pending) else None,  # (p, D)
             prune_baseline=True,
         )
+        with torch.no_grad():
+            raw = self._raw_candidates(x, y, seed).unsqueeze(-2)  # (raw_samples + local, 1, D)
+            starts, _ = initialize_q_batch(raw, acquisition(raw), n=self.num_restarts)  # (restarts, 1, D)
         d = self.space.num_sources
         simplex = (torch.arange(d), torch.ones(d, dtype=torch.float64), 1.0)
         candidate, _ = optimize_acqf(
@@ -460,11 +470,32 @@ class BoTorchSearcher(SimplexSearcher):
             bounds=bounds,
             q=1,
             num_restarts=self.num_restarts,
-            raw_samples=self.raw_samples,
+            batch_initial_conditions=starts,
             equality_constraints=[simplex],
-            options={"seed": seed, "maxiter": 200},
+            options={"maxiter": self.maxiter},
         )
         return candidate[0].detach().numpy()  # (D,)
+
+    def _raw_candidates(self, x: np.ndarray, y: np.ndarray, seed: int) -> torch.Tensor:
+        """``raw_samples`` Sobol points on the space plus Dirichlet jitter around the best observed points.
+
+        Drawn here rather than by BoTorch's hit-and-run polytope sampler, which costs seconds per
+        suggestion; the uniform map onto the simplex makes the Sobol points cover it evenly.
+        """
+        engine = torch.quasirandom.SobolEngine(dimension=self.space.unit_dim, scramble=True, seed=seed)
+        unit = engine.draw(self.raw_samples, dtype=torch.float64).numpy()  # (raw_samples, d - 1 + k)
+        vectors = [self.space.to_vector(self.space.from_unit(u)) for u in unit]
+        rng = np.random.default_rng(seed)
+        d = self.space.num_sources
+        for best in x[np.argsort(-y)[:LOCAL_CENTRES]]:
+            for _ in range(LOCAL_SAMPLES):
+                jitter = best.copy()
+                # Concentration 50 keeps the jitter within a few hundredths of the centre's weights.
+                jitter[:d] = rng.dirichlet(50.0 * best[:d] + 0.1)
+                low, high = self.space.bounds[:, d:]
+                jitter[d:] = np.clip(best[d:] + 0.05 * (high - low) * rng.standard_normal(len(low)), low, high)
+                vectors.append(jitter)
+        return torch.as_tensor(np.stack(vectors), dtype=torch.float64)  # (n_raw, D)
 
     def _too_close(self, vector: np.ndarray, others: list[np.ndarray]) -> bool:
         if not others:
