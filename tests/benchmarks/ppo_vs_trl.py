@@ -1,0 +1,365 @@
+"""Throughput and memory of our PPO against trl 1.12.0's `trl.experimental.ppo.PPOTrainer`.
+
+Both sides train the same tiny GPT-2 (`builtin:tiny-gpt2`) on the same prompts with the same rollout
+batch size, response length, PPO epochs and minibatches, a sparse reward from the same sequence
+classifier (a GPT-2 with a scalar `score` head, built from the tiny GPT-2; trl needs the reward model to
+share the policy's tokenizer), a critic of the same shape (the tiny GPT-2 backbone with a scalar head),
+fp32 on CPU, no gradient checkpointing, the same number of torch threads.
+
+trl 1.12.0 is the last release with this trainer and must not enter the project's environment, so each
+side runs in a subprocess of its own virtualenv and writes its figures as JSON; this script (run with
+the project's interpreter) starts them one after the other, `--repeats` times each, interleaved, and
+writes `tests/benchmarks/results/ppo_vs_trl.{json,md}`.
+
+Set up the trl environment once (torch first and by itself, so pip keeps the CPU build):
+
+    python3.11 -m venv /tmp/trl112-venv
+    /tmp/trl112-venv/bin/pip install torch==2.13.0
+    /tmp/trl112-venv/bin/pip install trl==1.12.0
+
+then run, from the repository root:
+
+    .venv/bin/python tests/benchmarks/ppo_vs_trl.py --trl-python /tmp/trl112-venv/bin/python
+
+Measured: `tokens_per_second` = response-token slots (batch x response length) per second of training
+over the steps after the first (the first pays one-off costs on both sides); `peak_rss_mb` = the worker
+process's peak resident memory (imports and models included); `train_rss_increase_mb` = peak resident
+memory sampled during training minus the resident memory just before it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# --------------------------------------------------------------------------------------------------
+# measuring (shared by both workers; standard library only)
+# --------------------------------------------------------------------------------------------------
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now, in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakMemory:
+    """Samples resident memory every few milliseconds in a thread; `peak` is the largest sample."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.baseline = rss_mb()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mb())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def summary(side: str, spec: dict, step_ends: list[float], start: float, memory: PeakMemory) -> dict:
+    """Figures of one worker run from the wall-clock time at the end of each step."""
+    tokens_per_step = spec["batch_size"] * spec["response_length"]
+    timed_steps = len(step_ends) - 1
+    seconds = step_ends[-1] - step_ends[0]
+    return {
+        "side": side,
+        "steps": len(step_ends),
+        "timed_steps": timed_steps,
+        "first_step_seconds": step_ends[0] - start,
+        "seconds": seconds,
+        "tokens": tokens_per_step * timed_steps,
+        "tokens_per_second": tokens_per_step * timed_steps / seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "train_rss_increase_mb": memory.peak - memory.baseline,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# our side (project environment)
+# --------------------------------------------------------------------------------------------------
+
+
+def run_ours(spec: dict) -> dict:
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from dense_reward.config import load_config
+    from dense_reward.ppo import PPOTrainer
+    from dense_reward.ppo.rollout import sequence_inputs, tokenize_prompts
+    from dense_reward.shaping import RewardOutput
+
+    torch.set_num_threads(spec["threads"])
+    config = load_config(ROOT / "tune_jobs" / "configs" / "tiny.yaml").with_overrides(
+        {
+            "models.policy.path": spec["model_path"],
+            "ppo.batch_size": spec["batch_size"],
+            "ppo.mini_batch_size": spec["batch_size"] // spec["num_mini_batches"],
+            "ppo.gradient_accumulation_steps": 1,
+            "ppo.update_epochs": spec["ppo_epochs"],
+            "ppo.max_new_tokens": spec["response_length"],
+            "ppo.temperature": spec["temperature"],
+            "ppo.learning_rate": spec["learning_rate"],
+            "ppo.kl_coef": spec["kl_coef"],
+            "ppo.lr_schedule": "linear",
+            "ppo.seed": spec["seed"],
+        }
+    )
+    reward_model = AutoModelForSequenceClassification.from_pretrained(spec["model_path"], num_labels=1).eval()
+
+    def sparse_reward(prompts: list[str], response_token_ids: list[list[int]]) -> RewardOutput:
+        """The RM score of [prompt | response] at the last response token, all of it on that token."""
+        tick = time.perf_counter()
+        tokenizer = trainer.tokenizer
+        query_ids, query_mask = tokenize_prompts(tokenizer, prompts, torch.device("cpu"))
+        width = max(len(ids) for ids in response_token_ids)
+        response_ids = torch.full((len(prompts), width), tokenizer.pad_token_id)
+        for i, ids in enumerate(response_token_ids):
+            response_ids[i, : len(ids)] = torch.tensor(ids)
+        with torch.no_grad():
+            hidden = reward_model.transformer(
+                **sequence_inputs(query_ids, query_mask, response_ids)
+            ).last_hidden_state
+            logits = reward_model.score(hidden).squeeze(-1)  # (B, Tq + Tr)
+        last = torch.tensor([query_ids.shape[1] + len(ids) - 1 for ids in response_token_ids])
+        scores = logits[torch.arange(len(prompts)), last].double().numpy()
+        dense = [np.eye(len(ids))[-1] * score for ids, score in zip(response_token_ids, scores, strict=True)]
+        seconds = time.perf_counter() - tick
+        return RewardOutput(
+            scores=scores,
+            dense=dense,
+            responses=[],
+            timings={"scoring_seconds": seconds, "attribution_seconds": 0.0},
+        )
+
+    trainer = PPOTrainer.from_config(config, sparse_reward, total_steps=spec["steps"])
+    prompts = spec["prompts"]
+    batch_size = spec["batch_size"]
+    step_ends, lengths = [], []
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        for step in range(spec["steps"]):
+            begin = (step * batch_size) % len(prompts)
+            metrics = trainer.step(prompts[begin : begin + batch_size])
+            lengths.append(metrics["response_length"])
+            step_ends.append(time.perf_counter())
+    result = summary("ours", spec, step_ends, start, memory)
+    result["mean_response_length"] = float(np.mean(lengths))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# trl side (its own environment: trl 1.12.0, no project import)
+# --------------------------------------------------------------------------------------------------
+
+
+def run_trl(spec: dict) -> dict:
+    import copy
+
+    import torch
+    import trl
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        TrainerCallback,
+    )
+    from trl.experimental.ppo import PPOConfig, PPOTrainer
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    path = spec["model_path"]
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    policy = AutoModelForCausalLM.from_pretrained(path)
+    reference = copy.deepcopy(policy)
+    reward_model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    value_model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    prompts = spec["prompts"]
+    dataset = Dataset.from_dict({"input_ids": [tokenizer(p)["input_ids"] for p in prompts]})
+
+    class StepClock(TrainerCallback):
+        def __init__(self) -> None:
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.ends.append(time.perf_counter())
+
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as output_dir:
+        args = PPOConfig(
+            output_dir=output_dir,
+            report_to="none",
+            per_device_train_batch_size=spec["batch_size"] // spec["num_mini_batches"],
+            gradient_accumulation_steps=spec["num_mini_batches"],
+            num_mini_batches=spec["num_mini_batches"],
+            num_ppo_epochs=spec["ppo_epochs"],
+            response_length=spec["response_length"],
+            total_episodes=spec["batch_size"] * spec["steps"],
+            learning_rate=spec["learning_rate"],
+            kl_coef=spec["kl_coef"],
+            temperature=spec["temperature"],
+            stop_token="eos",
+            seed=spec["seed"],
+            bf16=False,
+            gradient_checkpointing=False,
+            use_cpu=True,
+            save_strategy="no",
+            num_sample_generations=0,
+            logging_steps=1,
+            disable_tqdm=True,
+        )
+        trainer = PPOTrainer(
+            args=args,
+            processing_class=tokenizer,
+            model=policy,
+            ref_model=reference,
+            reward_model=reward_model,
+            train_dataset=dataset,
+            value_model=value_model,
+            callbacks=[clock],
+        )
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            trainer.train()
+    result = summary("trl", spec, clock.ends, start, memory)
+    result["trl_version"] = trl.__version__
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# orchestration (project environment)
+# --------------------------------------------------------------------------------------------------
+
+
+def worker(python: str, side: str, spec_path: Path, out_path: Path) -> dict:
+    """Run one side in its own interpreter and read back its figures."""
+    command = [python, __file__, "--worker", side, "--spec", str(spec_path), "--out", str(out_path)]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"{side} worker failed ({' '.join(command)}):\n{completed.stderr[-4000:]}")
+    return json.loads(out_path.read_text())
+
+
+def markdown(report: dict) -> str:
+    spec = report["setup"]
+    lines = [
+        "# PPO throughput: dense-reward vs trl 1.12.0 (`trl.experimental.ppo.PPOTrainer`)",
+        "",
+        f"Tiny GPT-2 (`builtin:tiny-gpt2`), CPU fp32, {spec['threads']} torch thread(s); batch {spec['batch_size']}, "
+        f"response length {spec['response_length']}, {spec['ppo_epochs']} PPO epochs, "
+        f"{spec['num_mini_batches']} minibatch(es), {spec['steps']} steps (first one untimed), sparse reward; "
+        f"median of {spec['repeats']} interleaved runs per side.",
+        "",
+        "| side | tokens/s | peak RSS (MiB) | RSS increase in training (MiB) |",
+        "|---|---:|---:|---:|",
+    ]
+    for side in ("ours", "trl"):
+        figures = report[side]
+        lines.append(
+            f"| {side} | {figures['tokens_per_second']:.0f} | {figures['peak_rss_mb']:.0f} | "
+            f"{figures['train_rss_increase_mb']:.0f} |"
+        )
+    lines += ["", f"Throughput ratio ours / trl: **{report['throughput_ratio']:.2f}x**", ""]
+    lines += [f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--trl-python", default="/tmp/trl112-venv/bin/python", help="Interpreter of the trl venv."
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--response-length", type=int, default=32)
+    parser.add_argument("--ppo-epochs", type=int, default=4)
+    parser.add_argument("--num-mini-batches", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        spec = json.loads(args.spec.read_text())
+        result = run_ours(spec) if args.worker == "ours" else run_trl(spec)
+        args.out.write_text(json.dumps(result))
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    from dense_reward.models import resolve_model_path
+    from dense_reward.tiny_models import corpus
+
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ.setdefault("DENSE_REWARD_CACHE", str(Path(scratch) / "cache"))
+        spec = {
+            "model_path": resolve_model_path("builtin:tiny-gpt2"),
+            "prompts": corpus(n_sentences=max(64, args.batch_size * args.steps), seed=3),
+            "batch_size": args.batch_size,
+            "response_length": args.response_length,
+            "ppo_epochs": args.ppo_epochs,
+            "num_mini_batches": args.num_mini_batches,
+            "steps": args.steps,
+            "threads": args.threads,
+            "temperature": 1.0,
+            "learning_rate": 3e-5,
+            "kl_coef": 0.05,
+            "seed": 0,
+        }
+        spec_path = Path(scratch) / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        for repeat in range(args.repeats):
+            for side, python in (("ours", sys.executable), ("trl", args.trl_python)):
+                result = worker(python, side, spec_path, Path(scratch) / f"{side}-{repeat}.json")
+                runs[side].append(result)
+                print(f"{side} run {repeat + 1}: {result['tokens_per_second']:.0f} tokens/s, "
+                      f"peak RSS {result['peak_rss_mb']:.0f} MiB", flush=True)  # fmt: skip
+
+    report: dict = {"setup": {k: v for k, v in spec.items() if k not in ("prompts", "model_path")}}
+    report["setup"]["repeats"] = args.repeats
+    for side, results in runs.items():
+        report[side] = {
+            key: statistics.median(r[key] for r in results)
+            for key in ("tokens_per_second", "peak_rss_mb", "train_rss_increase_mb", "first_step_seconds")
+        }
+        report[side]["runs"] = results
+    report["throughput_ratio"] = report["ours"]["tokens_per_second"] / report["trl"]["tokens_per_second"]
+    report["command"] = " ".join(["python", "tests/benchmarks/ppo_vs_trl.py", *sys.argv[1:]])
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "ppo_vs_trl.json").write_text(json.dumps(report, indent=2))
+    (args.out_dir / "ppo_vs_trl.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
