@@ -57,7 +57,7 @@ def weights_plot(results: SweepResults, path: Path) -> Path:
         ax.bar(x, heights, bottom=bottom, color=colors(index), label=source)
         bottom += heights
     labels = [
-        f"{row.trial_id.rsplit('_', 1)[-1]}\n" + ("-" if row.best_val_reward is None else f"{row.best_val_reward:.3f}")
+        f"#{row.index}\n" + ("-" if row.best_val_reward is None else f"{row.best_val_reward:.3f}")
         for row in rows
     ]
     ax.set_xticks(x, labels, fontsize=7)

@@ -39,12 +39,8 @@ class TrialRow:
     num_failures: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     """The last reported value of every other metric."""
-
-    @property
-    def index(self) -> int:
-        """Creation order of the trial (Ray's ids end in a counter, ``<exp>_00003``)."""
-        suffix = self.trial_id.rsplit("_", 1)[-1]
-        return int(suffix) if suffix.isdigit() else 0
+    index: int = 0
+    """Creation order of the trial in the sweep (1 = first suggestion)."""
 
     @property
     def trial_config(self) -> dict[str, Any]:
@@ -84,6 +80,12 @@ def _finite(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(float(value)):
         return float(value)
     return None
+
+
+def _trial_index(experiment_tag: str) -> int:
+    """Ray's experiment tag starts with the trial's counter: ``3_weights=...``."""
+    head = str(experiment_tag).split("_", 1)[0]
+    return int(head) if head.isdigit() else 0
 
 
 def load_results(manifest: SweepManifest) -> SweepResults:
@@ -127,6 +129,7 @@ def load_results(manifest: SweepManifest) -> SweepResults:
                 best_checkpoint=checkpoint.path if checkpoint is not None else None,
                 num_failures=int(trial.run_metadata.num_failures),
                 metrics=metrics,
+                index=_trial_index(trial.experiment_tag),
             )
         )
     rows.sort(key=lambda row: row.index)

@@ -184,14 +184,14 @@ def prepare(
         )
     if existing is not None:
         config = existing.load_config()
+    else:
+        preflight(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     experiment_path = existing.experiment_path if existing else f"{storage_path_of(config, run_dir)}/{EXPERIMENT}"
     uri = existing.tracking_uri if existing else (config.tracking.uri or tracking.default_tracking_uri(run_dir))
     client = tracking.connect(uri)
     artifacts = None if config.tracking.uri else tracking.default_artifact_location(run_dir)
     experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
-    if existing is None:
-        preflight(config)
     parent = tracking.start_sweep_run(
         client, experiment_id, config.name, config.model_dump(), run_dir, existing.parent_run_id if existing else None
     )
@@ -374,7 +374,11 @@ class ProgressTable(_tune_callback_base()):
                 str(result.get("epoch", 0)),
                 "-" if value is None else f"{value:.4f}",
             )
-        Console(soft_wrap=True).print(table)
+        # Not a terminal (a log file, a job's output): wide enough that no column is cut.
+        console = Console(soft_wrap=True)
+        if not console.is_terminal:
+            console = Console(soft_wrap=True, width=200)
+        console.print(table)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         self._print(trials, force=False)

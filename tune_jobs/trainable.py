@@ -124,6 +124,7 @@ class TrialRun:
 
     def __init__(self, config: Config, total_steps: int | None = None) -> None:
         from dense_reward.data import load_prompts
+        from dense_reward.evaluation import gold_scorer_from_config
         from dense_reward.models import load_tokenizer
         from dense_reward.ppo import PPOTrainer
         from dense_reward.reward_model import RewardModel
@@ -135,11 +136,7 @@ class TrialRun:
         self.reward_model = RewardModel.from_spec(config.models.reward)
         self.dense_reward = DenseReward.from_config(config, self.reward_model, tokenizer)
         self.trainer = PPOTrainer.from_config(config, self.dense_reward, total_steps=total_steps)
-        self.gold_scorer = None
-        if config.evaluation.gold_scorer == "vader":
-            from dense_reward.demo.gold import gold_reward
-
-            self.gold_scorer = gold_reward
+        self.gold_scorer = gold_scorer_from_config(config)
 
     @property
     def validation_prompts(self) -> list[str]:

@@ -1,0 +1,144 @@
+"""End to end on a real local Ray and a real MLflow sqlite store: a 4-trial sweep (2 at once, 2 epochs),
+its MLflow record, its best checkpoint, `results`, and `final` registering a model version."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from dense_reward.config import load_config
+from tests.conftest import TINY_CONFIG
+from tune_jobs import tracking
+from tune_jobs.cli import main
+from tune_jobs.sweep import SweepOutcome, run_sweep
+from tune_jobs.trainable import TRIAL_STATE_FILE, trial_run_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A private local Ray with 2 CPUs (reused when a cluster is already up in this process)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sweep(ray_local: object, tmp_path_factory: pytest.TempPathFactory) -> SweepOutcome:
+    config = load_config(TINY_CONFIG).with_overrides({"name": "e2e"})
+    assert (config.search.trials, config.search.max_concurrent, config.ppo.epochs) == (4, 2, 2)
+    return run_sweep(config, run_dir=tmp_path_factory.mktemp("runs") / "e2e")
+
+
+@pytest.fixture(scope="module")
+def client(sweep: SweepOutcome) -> MlflowClient:
+    return MlflowClient(tracking_uri=sweep.manifest.tracking_uri)
+
+
+def test_every_trial_finishes_both_epochs(sweep: SweepOutcome) -> None:
+    rows = sweep.results.trials
+    assert len(rows) == 4
+    assert all(row.status == "TERMINATED" and row.epoch == 2 for row in rows)
+    # The searcher's first point is the sparse baseline from the config.
+    assert rows[0].weights["sparse"] == pytest.approx(1.0)
+    for row in rows:
+        assert sum(row.weights.values()) == pytest.approx(1.0)
+        assert row.best_val_reward is not None and row.best_checkpoint is not None
+    assert sweep.results.best.best_val_reward == max(row.best_val_reward for row in rows)
+
+
+def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, client: MlflowClient) -> None:
+    manifest = sweep.manifest
+    runs = client.search_runs([manifest.experiment_id])
+    parents = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "sweep"]
+    assert [p.info.run_id for p in parents] == [manifest.parent_run_id]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["search.trials"] == "4"
+    assert parent.data.tags[tracking.TAG_RUN_DIR] == manifest.run_dir
+    assert parent.data.metrics["best_val_reward"] == pytest.approx(sweep.results.best.best_val_reward)
+
+    children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(
+        row.trial_id for row in sweep.results.trials
+    )
+    for child in children:
+        assert child.info.status == "FINISHED"
+        history = client.get_metric_history(child.info.run_id, "val_reward")
+        assert sorted(m.step for m in history) == [1, 2]
+        for key in ("train_reward", "value_loss", "policy_loss", "kl", "entropy", "attribution_seconds"):
+            assert key in child.data.metrics
+        assert float(child.data.params["weights.sparse"]) >= 0.0
+        assert child.data.tags[tracking.TAG_NODE]
+        assert child.data.tags[tracking.TAG_RAY_NODE_ID]
+        assert Path(child.data.tags[tracking.TAG_CHECKPOINT]).is_dir()
+        heatmaps = client.list_artifacts(child.info.run_id, "heatmaps/epoch_002")
+        assert [f.path.rsplit("/", 1)[-1] for f in heatmaps] == ["sample_0.html"]
+        page = Path(client.download_artifacts(child.info.run_id, heatmaps[0].path)).read_text()
+        assert "<html" in page.lower()
+
+
+def test_sweep_artifacts_are_logged_to_the_parent(sweep: SweepOutcome, client: MlflowClient) -> None:
+    run_id = sweep.manifest.parent_run_id
+    assert {f.path for f in client.list_artifacts(run_id)} >= {"results.csv", "results.json", "plots"}
+    assert {f.path for f in client.list_artifacts(run_id, "plots")} == {
+        "plots/bo_convergence.png",
+        "plots/weights.png",
+    }
+    lines = Path(client.download_artifacts(run_id, "results.csv")).read_text().splitlines()
+    assert len(lines) == 1 + 4
+
+
+def test_best_checkpoint_loads_into_a_fresh_trainer(sweep: SweepOutcome) -> None:
+    from dense_reward.ppo import PPOTrainer
+
+    best = sweep.results.best
+    state = json.loads((Path(best.best_checkpoint) / TRIAL_STATE_FILE).read_text())
+    assert state["trial_id"] == best.trial_id
+    config = trial_run_config(sweep.manifest.load_config(), best.trial_config)
+    trainer = PPOTrainer.from_config(config, reward_fn=lambda prompts, ids: None)
+    loaded = trainer.load(best.best_checkpoint)
+    assert loaded["step"] == state["epoch"] * config.ppo.steps_per_epoch
+
+
+def test_results_command_prints_the_table_as_json(sweep: SweepOutcome, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["results", sweep.manifest.run_dir, "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["best"]["trial_id"] == sweep.results.best.trial_id
+    assert len(payload["trials"]) == 4
+
+
+def test_final_trains_on_and_registers_a_model_version(
+    sweep: SweepOutcome, client: MlflowClient, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "final"
+    assert main(["final", sweep.manifest.run_dir, "--steps", "1", "--out", str(out)]) == 0
+    assert "registered: e2e version 1" in capsys.readouterr().out
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "gpt2"
+    assert (out / "model.safetensors").is_file()
+    assert json.loads((out / "dense_reward.json").read_text())["source_trial"] == sweep.results.best.trial_id
+
+    versions = client.search_model_versions("name='e2e'")
+    assert [v.version for v in versions] == ["1"] or [int(v.version) for v in versions] == [1]
+    finals = tracking.child_runs(client, sweep.manifest.experiment_id, sweep.manifest.parent_run_id, kind="final")
+    assert len(finals) == 1 and finals[0].info.run_id == versions[0].run_id
+    assert finals[0].info.status == "FINISHED"
+    assert "val_reward" in finals[0].data.metrics
+    assert "model/model.safetensors" in {
+        f.path for f in client.list_artifacts(finals[0].info.run_id, "model")
+    }

@@ -1,0 +1,173 @@
+"""Faults on a real local Ray and a real MLflow store.
+
+- a trial process SIGKILLed mid-run is retried from its checkpoint and the sweep completes;
+- the sweep driver SIGKILLed mid-sweep: `sweep --resume` completes the sweep without rerunning finished
+  trials and without duplicate MLflow runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from dense_reward.config import load_config
+from dense_reward.errors import UserError
+from tests.conftest import TINY_CONFIG
+from tune_jobs import tracking
+from tune_jobs.results import load_results
+from tune_jobs.sweep import read_manifest, run_sweep
+from tune_jobs.trainable import FAULT_EPOCH_ENV, FAULT_MARKER_ENV
+
+pytestmark = pytest.mark.integration
+
+# Cheap sources keep these tests about faults, not attribution cost.
+SMALL = {
+    "shaping.sources": ["sparse", "attention"],
+    "search.points_to_evaluate": [{"sparse": 1.0}],
+    "evaluation.heatmap_samples": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A private local Ray with 2 CPUs (reused when a cluster is already up in this process)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def val_reward_steps(client: MlflowClient, run_id: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, "val_reward"))
+
+
+@pytest.mark.timeout(600)
+def test_killed_trial_is_retried_from_its_checkpoint(
+    ray_local: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(FAULT_EPOCH_ENV, "2")
+    monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
+    config = load_config(TINY_CONFIG).with_overrides({**SMALL, "name": "fault", "search.trials": 2})
+    outcome = run_sweep(config, run_dir=tmp_path / "fault")
+
+    killed = marker.read_text()
+    rows = {row.trial_id: row for row in outcome.results.trials}
+    assert killed in rows
+    assert all(row.status == "TERMINATED" and row.epoch == 2 for row in rows.values())
+    assert rows[killed].num_failures == 1
+    # The retry started after the checkpoint of epoch 1, not from scratch.
+    assert rows[killed].metrics["resumed_from_epoch"] == 1
+    others = [row for trial_id, row in rows.items() if trial_id != killed]
+    assert all(row.num_failures == 0 and row.metrics["resumed_from_epoch"] == 0 for row in others)
+
+    manifest = outcome.manifest
+    client = MlflowClient(tracking_uri=manifest.tracking_uri)
+    children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(rows)
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert val_reward_steps(client, child.info.run_id) == [1, 2]
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tune_jobs.cli", *args]
+
+
+def wait_for_finished_trial(run_dir: Path, driver: subprocess.Popen, timeout: float) -> set[str]:
+    """Poll Ray's experiment state until at least one trial is TERMINATED; return the finished ids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the sweep driver ended before it could be killed"
+        manifest = read_manifest(run_dir)
+        if manifest is not None:
+            try:
+                rows = load_results(manifest).trials
+            except UserError:
+                rows = []
+            finished = {row.trial_id for row in rows if row.status == "TERMINATED"}
+            if finished and len(finished) < 3:
+                return finished
+        time.sleep(2)
+    raise AssertionError(f"no trial finished within {timeout} s")
+
+
+@pytest.mark.timeout(900)
+def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_path: Path) -> None:
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    data["name"] = "crash"
+    data["shaping"]["sources"] = SMALL["shaping.sources"]
+    data["evaluation"]["heatmap_samples"] = 0
+    data["search"]["trials"] = 3
+    config_path = tmp_path / "crash.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "crash"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(
+        cli("sweep", str(config_path), "--run-dir", str(run_dir)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        finished_before = wait_for_finished_trial(run_dir, driver, timeout=600)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finally:
+        # The driver's private Ray shares its process group; end whatever of it survived the driver.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        log.close()
+
+    manifest = read_manifest(run_dir)
+    client = MlflowClient(tracking_uri=manifest.tracking_uri)
+    before = {
+        c.data.tags[tracking.TAG_TRIAL_ID]: c
+        for c in tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    }
+    assert finished_before <= set(before)
+
+    resumed = subprocess.run(
+        cli("sweep", "--resume", "--run-dir", str(run_dir)),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "best weights:" in resumed.stdout
+
+    rows = load_results(manifest).trials
+    assert len(rows) == 3
+    assert all(row.status == "TERMINATED" and row.epoch == 2 for row in rows)
+    children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(row.trial_id for row in rows)
+    runs = client.search_runs([manifest.experiment_id])
+    assert sum(r.data.tags.get(tracking.TAG_KIND) == "sweep" for r in runs) == 1
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert val_reward_steps(client, child.info.run_id) == [1, 2]
+        trial_id = child.data.tags[tracking.TAG_TRIAL_ID]
+        if trial_id in finished_before:
+            # Not rerun: the run was not reopened, so it ended when it ended before the crash.
+            assert child.info.end_time == before[trial_id].info.end_time
+    assert client.get_run(manifest.parent_run_id).info.status == "FINISHED"
