@@ -1,0 +1,68 @@
+"""The BoTorch searcher inside a real Ray Tune sweep on a local Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from ray import tune
+from ray_fixtures import ray_local  # noqa: F401
+
+from dense_reward.config import Config
+from tune_jobs.searcher import BoTorchSearcher, make_searcher
+from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+
+pytestmark = pytest.mark.integration
+
+TARGET = {"sparse": 0.1, "attention": 0.5, "redistribution": 0.2, "shap": 0.1, "lime": 0.1}
+EPOCHS = 2
+
+
+def cheap_trainable(config: dict[str, Any]) -> None:
+    """Two 'epochs' of a smooth objective of the weights; the sparse-only start point raises."""
+    weights = config[WEIGHTS_KEY]
+    if weights["sparse"] == 1.0:
+        raise RuntimeError("this trial fails on purpose")
+    distance = sum((weights[s] - t) ** 2 for s, t in TARGET.items())
+    for epoch in range(EPOCHS):
+        tune.report({"val_reward": -distance + 0.01 * epoch})
+
+
+@pytest.mark.timeout(300)
+def test_sweep_of_12_trials_with_a_failure(ray_local: None, tiny_config: Config, tmp_path: Path) -> None:  # noqa: F811
+    config = tiny_config.with_overrides(
+        {"search.searcher": "botorch", "search.n_init": 4, "search.max_concurrent": 2, "search.trials": 12}
+    )
+    limiter = make_searcher(config)
+    searcher = limiter.searcher
+    assert isinstance(searcher, BoTorchSearcher)
+    tuner = tune.Tuner(
+        tune.with_resources(cheap_trainable, {"cpu": 1}),
+        tune_config=tune.TuneConfig(search_alg=limiter, num_samples=config.search.trials),
+        run_config=tune.RunConfig(name="sweep", storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+
+    assert len(results) == 12
+    assert len(results.errors) == 1
+    space = SearchSpace.from_config(config)
+    for result in results:
+        assert space.contains(result.config)
+
+    # The searcher in the driver saw every trial end and every intermediate result.
+    records = searcher.records()
+    assert len(records) == 12
+    assert [r.status for r in records].count("failed") == 1
+    assert [r.status for r in records].count("completed") == 11
+    assert sum(r.results_seen for r in records) == 11 * EPOCHS
+    assert records[0].config[WEIGHTS_KEY]["sparse"] == 1.0 and records[0].reason == "error"
+    assert searcher.hyperparameters is not None
+
+    # Tune saved the searcher's JSON state in the experiment folder; a new searcher restores it.
+    restored = make_searcher(config).searcher
+    restored.restore_from_dir(str(tmp_path / "sweep"))
+    assert [r.status for r in restored.records()] == [r.status for r in records]
+    values = [r.value for r in records if r.status == "completed"]
+    assert np.allclose([r.value for r in restored.records("completed")], values)
