@@ -84,10 +84,13 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, clie
         assert child.data.tags[tracking.TAG_NODE]
         assert child.data.tags[tracking.TAG_RAY_NODE_ID]
         assert Path(child.data.tags[tracking.TAG_CHECKPOINT]).is_dir()
-        heatmaps = client.list_artifacts(child.info.run_id, "heatmaps/epoch_002")
-        assert [f.path.rsplit("/", 1)[-1] for f in heatmaps] == ["sample_0.html"]
-        page = Path(client.download_artifacts(child.info.run_id, heatmaps[0].path)).read_text()
-        assert "<html" in page.lower()
+        heatmaps = client.list_artifacts(child.info.run_id, "heatmaps")
+        assert [f.path for f in heatmaps] == ["heatmaps/epoch_001.html", "heatmaps/epoch_002.html"]
+        page = Path(client.download_artifacts(child.info.run_id, heatmaps[1].path)).read_text()
+        # One response (evaluation.heatmap_samples = 1) with the mix and every source as rows.
+        assert page.count("sample 0") == 1
+        for row in ("dense", "sparse", "attention", "redistribution", "shap", "lime"):
+            assert row in page
 
 
 def test_sweep_artifacts_are_logged_to_the_parent(sweep: SweepOutcome, client: MlflowClient) -> None:
@@ -142,3 +145,19 @@ def test_final_trains_on_and_registers_a_model_version(
     assert "model/model.safetensors" in {
         f.path for f in client.list_artifacts(finals[0].info.run_id, "model")
     }
+
+
+def test_final_with_a_missing_checkpoint_is_one_clear_error(
+    sweep: SweepOutcome, client: MlflowClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint = Path(sweep.results.best.best_checkpoint)
+    aside = checkpoint.with_name(checkpoint.name + ".aside")
+    runs_before = len(client.search_runs([sweep.manifest.experiment_id]))
+    checkpoint.rename(aside)
+    try:
+        assert main(["final", sweep.manifest.run_dir, "--steps", "1"]) == 2
+    finally:
+        aside.rename(checkpoint)
+    err = capsys.readouterr().err
+    assert "checkpoint" in err and "missing" in err and str(checkpoint) in err
+    assert len(client.search_runs([sweep.manifest.experiment_id])) == runs_before

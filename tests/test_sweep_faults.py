@@ -98,7 +98,8 @@ def wait_for_finished_trial(run_dir: Path, driver: subprocess.Popen, timeout: fl
         if manifest is not None:
             try:
                 rows = load_results(manifest).trials
-            except UserError:
+            except (UserError, ValueError):
+                # Not written yet, or caught mid-write: look again.
                 rows = []
             finished = {row.trial_id for row in rows if row.status == "TERMINATED"}
             if finished and len(finished) < 3:

@@ -258,6 +258,8 @@ def build_tuner(config: Config, manifest: SweepManifest, callbacks: list[Any], r
             num_samples=config.search.trials,
             max_concurrent_trials=config.search.max_concurrent,
             trial_dirname_creator=trial_dirname,
+            # A trial's startup (torch, transformers, model files) costs more than a tiny trial's PPO.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=name,

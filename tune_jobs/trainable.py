@@ -137,6 +137,7 @@ class TrialRun:
         self.dense_reward = DenseReward.from_config(config, self.reward_model, tokenizer)
         self.trainer = PPOTrainer.from_config(config, self.dense_reward, total_steps=total_steps)
         self.gold_scorer = gold_scorer_from_config(config)
+        self.all_sources: DenseReward | None = None
 
     @property
     def validation_prompts(self) -> list[str]:
@@ -160,20 +161,44 @@ class TrialRun:
             gold_scorer=self.gold_scorer,
         )
 
-    def heatmaps(self, samples: list[tuple[str, str]]) -> list[str]:
-        """One HTML page of per-token rewards (mixed and per source) for each (prompt, response) sample."""
-        from dense_reward.viz import heatmap_html
+    def heatmaps(self, samples: list[tuple[str, str]], title: str) -> str | None:
+        """An HTML page of per-token rewards (the shaped mix and every source) for (prompt, response) samples."""
+        from dense_reward.attribution.align import policy_token_offsets
+        from dense_reward.shaping import DenseReward
+        from dense_reward.viz import HeatmapSection, heatmap_page, token_labels
 
         if not samples:
-            return []
+            return None
+        if self.all_sources is None:
+            # Every source, also those at weight 0, so the page shows what the mix left out.
+            self.all_sources = DenseReward.from_config(
+                self.config, self.reward_model, self.trainer.tokenizer, skip_zero_weight=False
+            )
         tokenizer = self.trainer.tokenizer
-        prompts = [prompt for prompt, _ in samples]
-        token_ids = []
-        for _, response in samples:
-            ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-            token_ids.append(ids + [tokenizer.eos_token_id])
-        output = self.dense_reward(prompts, token_ids)
-        return [heatmap_html(output, index, tokenizer, token_ids[index]) for index in range(len(samples))]
+        token_ids = [
+            tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+            for _, response in samples
+        ]
+        output = self.all_sources([prompt for prompt, _ in samples], token_ids)
+        weights = self.config.shaping.weights or {}
+        sections = []
+        for index, (prompt, _) in enumerate(samples):
+            text, offsets = policy_token_offsets(tokenizer, token_ids[index])
+            rows = {"dense": output.dense[index]}
+            rows.update({source: credit[index] for source, credit in output.attributions.items()})
+            sections.append(
+                HeatmapSection(
+                    title=f"sample {index}",
+                    tokens=token_labels(text, offsets),
+                    rows=rows,
+                    note=f"prompt: {prompt[-300:]}",
+                    extra={
+                        "reward": f"{output.scores[index]:.4f}",
+                        "weights": ", ".join(f"{k}={v:.3f}" for k, v in weights.items()),
+                    },
+                )
+            )
+        return heatmap_page(sections, title=title)
 
 
 def _metrics_of_epoch(train: dict[str, float], evaluation: Mapping[str, Any], epoch: int) -> dict[str, float]:
@@ -225,8 +250,9 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
             (Path(directory) / TRIAL_STATE_FILE).write_text(json.dumps(state))
             if tracker is not None:
                 tracker.log_epoch(epoch, metrics)
-                for index, page in enumerate(run.heatmaps(evaluation.get("samples", []))):
-                    tracker.log_text(page, f"heatmaps/epoch_{epoch:03d}/sample_{index}.html")
+                page = run.heatmaps(evaluation.get("samples", []), title=f"{trial_name}, epoch {epoch}")
+                if page is not None:
+                    tracker.log_text(page, f"heatmaps/epoch_{epoch:03d}.html")
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
         if tracker is not None:
             # The checkpoint's final place is known only after report() has persisted it.
