@@ -265,3 +265,29 @@ def test_set_reward_fn_and_missing_eos_penalty(tiny_config: Config) -> None:
     assert metrics["total_reward"] == pytest.approx(
         metrics["dense_reward"] - 2.0 * metrics["no_eos_fraction"]
     )
+
+
+def test_gradient_accumulation_does_not_change_the_update(tiny_config: Config) -> None:
+    # With equal-length responses, two micro-batches of 2 give the gradient of one minibatch of 4.
+    config = ppo_config(tiny_config, batch_size=4, mini_batch_size=4, max_new_tokens=4, update_epochs=1)
+    whole = PPOTrainer.from_config(config, token_reward(True, 4))
+    whole_metrics = whole.step(PROMPTS[:4])
+    split = PPOTrainer.from_config(
+        config.with_overrides({"ppo.gradient_accumulation_steps": 2}), token_reward(True, 4)
+    )
+    split_metrics = split.step(PROMPTS[:4])
+    assert whole_metrics["response_length"] == split_metrics["response_length"] == 4.0
+    assert whole_metrics["grad_norm"] == pytest.approx(split_metrics["grad_norm"], rel=1e-4)
+    for name, value in whole.policy.state_dict().items():
+        torch.testing.assert_close(split.policy.state_dict()[name], value, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    from dense_reward.ppo.trainer import lr_lambda
+
+    linear = lr_lambda(warmup_steps=2, total_steps=6, schedule="linear")
+    assert [linear(s) for s in range(6)] == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.5, 0.25])
+    cosine = lr_lambda(warmup_steps=0, total_steps=4, schedule="cosine")
+    assert [cosine(s) for s in range(5)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466, 0.0])
+    assert lr_lambda(0, None, "linear")(100) == 1.0
+    assert lr_lambda(0, 10, "constant")(9) == 1.0
