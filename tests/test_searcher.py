@@ -129,6 +129,17 @@ def test_failed_and_non_finite_trials_kept_out(space: SearchSpace) -> None:
             assert np.max(np.abs(space.to_vector(config) - space.to_vector(bad)) / scale) > 1e-3
 
 
+def test_resumed_failed_trial_that_completes_is_recorded(space: SearchSpace) -> None:
+    searcher = RandomSimplexSearcher(space)
+    searcher.suggest("a")
+    searcher.on_trial_complete("a", None, error=True)
+    assert searcher.records()[0].status == "failed"
+    searcher.on_trial_complete("a", {"val_reward": 0.5})
+    searcher.on_trial_complete("a", {"val_reward": 0.9})
+    record = searcher.records()[0]
+    assert (record.status, record.value, record.reason) == ("completed", 0.5, None)
+
+
 def test_deterministic_under_seed(space: SearchSpace) -> None:
     first = run(botorch(space, seed=3), trials=6, concurrency=2)
     again = run(botorch(space, seed=3), trials=6, concurrency=2)

@@ -131,24 +131,30 @@ class SimplexSearcher(Searcher):
             record.results_seen += 1
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        """Record the final value; errors and missing or non-finite values make the trial failed."""
+        """Record the final value; errors and missing or non-finite values make the trial failed.
+
+        A failed trial that Tune resumes (``resume_errored``) and that then completes is recorded
+        as completed; a completed trial is never changed.
+        """
         record = self.trials.get(trial_id)
         if record is None:
             logger.warning("searcher: completion of unknown trial %s ignored", trial_id)
             return
-        if record.status != "pending":
+        if record.status == "completed":
             return
         value = None if result is None else result.get(self.metric)
         if error:
-            record.status, record.reason = "failed", "error"
+            reason = "error"
         elif value is None:
-            record.status, record.reason = "failed", f"no `{self.metric}` in the final result"
+            reason = f"no `{self.metric}` in the final result"
         elif not isinstance(value, int | float) or not math.isfinite(float(value)):
-            record.status, record.reason = "failed", f"`{self.metric}` is {value!r}"
+            reason = f"`{self.metric}` is {value!r}"
         else:
-            record.status, record.value = "completed", float(value)
-        if record.status == "failed":
-            logger.warning("searcher: trial %s failed (%s); kept out of the model", trial_id, record.reason)
+            record.status, record.value, record.reason = "completed", float(value), None
+            return
+        if record.status == "pending":
+            record.status, record.reason = "failed", reason
+            logger.warning("searcher: trial %s failed (%s); kept out of the model", trial_id, reason)
 
     def add_evaluated_point(
         self,
