@@ -79,6 +79,12 @@ def resolve_config(path: str | Path, overrides: dict[str, Any]) -> Config:
         raise ConfigError(f"{path} with --set {overrides}: {error}") from None
 
 
+def write_config(config: Config, path: Path) -> None:
+    """Save the config as YAML with every default filled in, so the cluster cannot read it differently."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
 def cluster_notes(config: Config) -> list[str]:
     """Settings that work on one machine but lose results on a cluster."""
     notes = []
@@ -119,7 +125,7 @@ def build_job(
         # The head node has no access to the submitting machine's files: the data travels with the job.
         shutil.copy2(source, staging_dir / source.name)
         config = config.with_overrides({"data.source": source.name})
-    (staging_dir / JOB_CONFIG_NAME).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_config(config, staging_dir / JOB_CONFIG_NAME)
 
     runtime_env: dict[str, Any] = {"working_dir": str(staging_dir), "excludes": list(_CODE_EXCLUDES)}
     if ship_code:
@@ -145,7 +151,7 @@ def connect(address: str) -> Any:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise UserError(
-            f"cannot reach the Ray Jobs API at {address}: {error}. Is the head running with its dashboard "
+            f"cannot reach the Ray Jobs API at {address}: {str(error).rstrip('.')}. Is the head running with its dashboard "
             "(ray[default]) and is port 8265 reachable? With token auth on the cluster, export "
             "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN."
         ) from None

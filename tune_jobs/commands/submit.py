@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="resume the run of the same name (`sweep --resume`)")
     parser.add_argument("--wait", action="store_true", help="stream the job's logs and exit with its status")
+    parser.add_argument(
+        "--render",
+        metavar="PATH",
+        type=Path,
+        help="write the resolved config (overrides applied) to PATH and stop; nothing is submitted "
+        "(for entrypoints that run `dense-reward sweep PATH` on the cluster themselves)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         overrides["name"] = args.name
     config = submit.resolve_config(args.config, overrides)
+    if args.render is not None:
+        submit.write_config(config, args.render)
+        print(args.render)
+        return 0
     env_vars = {key: str(value) for key, value in submit.parse_assignments(args.env_vars, "--env").items()}
     client = submit.connect(args.address)
     with tempfile.TemporaryDirectory(prefix="dense-reward-job-") as staging:

@@ -1,0 +1,129 @@
+"""`dense-reward ui` serves a sweep's sqlite store, and a real headless Chromium shows its trial runs.
+
+The store is written by the sweep's own tracking code (`sweep.prepare` opens the parent run and
+writes the manifest, `TrialTracker` logs two trials as a trial process would), without PPO: this
+test is about the UI, the sweep itself is covered by the sweep tests. Chromium is Debian's
+(/usr/bin/chromium, installed by .ci/ensure-chromium), driven by the playwright package.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dense_reward.config import Config
+from tune_jobs import tracking
+from tune_jobs.sweep import prepare
+
+BIN = Path(sys.executable).parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TRIALS = {"trial_0000": {"sparse": 1.0}, "trial_0001": {"sparse": 0.3, "attention": 0.7}}
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture()
+def sweep_run_dir(tmp_path: Path, tiny_config: Config) -> Path:
+    """A run dir with a sweep manifest, its sqlite store, the parent run and two finished trial runs."""
+    run_dir = tmp_path / "runs" / "ui-sweep"
+    config, manifest, _ = prepare(tiny_config.with_overrides({"name": "ui-sweep"}), run_dir)
+    for index, (name, weights) in enumerate(TRIALS.items()):
+        trial = tracking.TrialTracker(manifest.tracking_target, f"t{index}", name)
+        trial.log_start({"weights": weights})
+        for epoch in (1, 2):
+            trial.log_epoch(epoch, {"val_reward": 0.1 * epoch + index, "train_reward": 0.05 * epoch})
+        trial.finish()
+    return run_dir
+
+
+@pytest.fixture()
+def ui_url(sweep_run_dir: Path) -> Iterator[str]:
+    """`dense-reward ui --run-dir ...` running; yields the URL it prints; SIGTERM at the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "dense-reward"), "ui", "--run-dir", str(sweep_run_dir), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("http://"):
+                break
+        assert lines and lines[-1].startswith("http://"), f"no URL printed: {lines}"
+        yield lines[-1].strip()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    # The command stops its server with it: nothing keeps listening on the port.
+    assert proc.returncode == 0
+    assert not port_open(port)
+
+
+@pytest.mark.timeout(300)
+def test_ui_shows_the_sweeps_trial_runs_in_chromium(ui_url: str, sweep_run_dir: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    assert ui_url.startswith("http://127.0.0.1:")
+    assert ui_url.endswith("/#/experiments/1/runs")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(ui_url)
+            parent = page.get_by_role("row").filter(has_text="ui-sweep")
+            parent.wait_for(timeout=90_000)
+            # Child runs start collapsed under their parent.
+            assert page.get_by_text("trial_0000").count() == 0
+            parent.locator("button").first.click()
+            for name in TRIALS:
+                page.get_by_role("row").filter(has_text=name).wait_for(timeout=30_000)
+            page.get_by_role("link", name="trial_0001").click()
+            page.get_by_text("val_reward").first.wait_for(timeout=30_000)
+        finally:
+            browser.close()
+
+
+def test_ui_names_a_missing_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN / "dense-reward"), "ui", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
+    assert done.returncode == 2
+    assert "unknown run" in done.stderr and "nowhere" in done.stderr
