@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test demo lint browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ setup: $(STAMP)
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The MLflow UI test drives Debian's Chromium; installed with apt-get when missing.
+browser:
+	bash .ci/ensure-chromium
+
+test: lint browser
 	$(PY) -m pytest
 
 demo: setup
