@@ -3,8 +3,8 @@
 `shap` and `lime` explain one text at a time and call the model with a handful of perturbed texts
 per call. To keep their algorithms untouched yet score a whole PPO batch in large RM batches, each
 response is explained in its own thread whose model function blocks on a shared `ScoreBatcher`:
-once every live thread is waiting, the batcher scores all their texts together (duplicates once,
-each (prompt, text) pair at most once per batcher) and wakes them with their results.
+once every live thread is waiting, the batcher scores all their texts together (each distinct RM
+input at most once per batcher, however many texts map to it) and wakes them with their results.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class ScoreBatcher(Scorer):
     Args:
         reward_model: the RM.
         clients: number of threads that will call `score` and finally `leave`.
-        known: scores already known, e.g. ``{(prompt, response): r}``; such texts are never rescored.
+        known: scores already known, e.g. ``{(prompt, response): r}``; texts with the same RM token ids
+            are never rescored.
     """
 
     def __init__(
@@ -67,7 +68,14 @@ class ScoreBatcher(Scorer):
         self._condition = threading.Condition()
         self._active = clients
         self._pending: list[_Request] = []
-        self._cache: dict[tuple[str, str], float] = dict(known or {})
+        self._by_text: dict[tuple[str, str], float] = dict(known or {})
+        # Texts that differ only where the RM tokenizer does not look (spacing, case for an
+        # uncased RM) give the same token ids: those are scored once too.
+        self._by_ids: dict[tuple[int, ...], float] = {}
+        if known:
+            pairs = list(known)
+            items = reward_model.encode([p for p, _ in pairs], [t for _, t in pairs])
+            self._by_ids.update((tuple(item.input_ids), known[pair]) for item, pair in zip(items, pairs, strict=True))
         self.stats = BatcherStats()
 
     def score(self, prompt: str, texts: Sequence[str]) -> np.ndarray:
@@ -96,18 +104,22 @@ class ScoreBatcher(Scorer):
         pending, self._pending = self._pending, []
         try:
             wanted = dict.fromkeys(pair for request in pending for pair in request.pairs)
-            missing = [pair for pair in wanted if pair not in self._cache]
+            missing = [pair for pair in wanted if pair not in self._by_text]
+            fresh: list[tuple[int, ...]] = []
             if missing:
                 rm = self.reward_model
-                scores = rm.score_inputs(rm.encode([p for p, _ in missing], [t for _, t in missing]))
-                self._cache.update(zip(missing, scores.tolist(), strict=True))
+                keys = [tuple(item.input_ids) for item in rm.encode([p for p, _ in missing], [t for _, t in missing])]
+                fresh = [key for key in dict.fromkeys(keys) if key not in self._by_ids]
+                if fresh:
+                    self._by_ids.update(zip(fresh, rm.score_ids(fresh).tolist(), strict=True))
+                self._by_text.update((pair, self._by_ids[key]) for pair, key in zip(missing, keys, strict=True))
             for request in pending:
-                request.result = np.array([self._cache[pair] for pair in request.pairs], dtype=np.float64)
+                request.result = np.array([self._by_text[pair] for pair in request.pairs], dtype=np.float64)
             self.stats.requests += len(pending)
             self.stats.texts += sum(len(request.pairs) for request in pending)
-            self.stats.scored += len(missing)
+            self.stats.scored += len(fresh)
             self.stats.flushes += 1
-            self.stats.flush_sizes.append(len(missing))
+            self.stats.flush_sizes.append(len(fresh))
         except BaseException as error:  # every waiting client must wake up and see the failure
             for request in pending:
                 request.error = error

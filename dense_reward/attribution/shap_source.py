@@ -50,7 +50,9 @@ class ShapExplainer(RMTokenExplainer):
         if not self.batched:
             scorer = Scorer(self.reward_model)
             return [task(scorer) for task in tasks]
-        credits, self.last_stats = run_concurrently(tasks, self.reward_model, self.workers)
+        # shap also scores the unmasked response; the batch already holds that score.
+        known = {(p, r): float(s) for p, r, s in zip(batch.prompts, batch.responses, batch.scores, strict=True)}
+        credits, self.last_stats = run_concurrently(tasks, self.reward_model, self.workers, known=known)
         return credits
 
     def _task(self, prompt: str, response: str) -> Callable[[Scorer], TokenCredit]:
