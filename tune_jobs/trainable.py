@@ -222,13 +222,18 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
     trial_id = context.get_trial_id() or "local"
     trial_name = context.get_trial_name() or trial_id
 
-    run = TrialRun(config)
-    start_epoch = 0
     checkpoint = tune.get_checkpoint()
+    start_epoch = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            start_epoch = int(json.loads((Path(directory) / TRIAL_STATE_FILE).read_text())["epoch"])
+    if start_epoch >= config.ppo.epochs:
+        # The trial had finished when the driver died, before Ray recorded it: nothing to redo.
+        return
+    run = TrialRun(config)
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             run.trainer.load(directory)
-            start_epoch = int(json.loads((Path(directory) / TRIAL_STATE_FILE).read_text())["epoch"])
 
     tracker = None
     if setup.tracking is not None:
