@@ -1,8 +1,8 @@
 """`dense-reward ui` serves a sweep's sqlite store, and a real headless Chromium shows its trial runs.
 
-The store is written by the sweep's own tracking code (`sweep.prepare` opens the parent run and
-writes the manifest, `TrialTracker` logs two trials as a trial process would), without PPO: this
-test is about the UI, the sweep itself is covered by the sweep tests. Chromium is Debian's
+The store is written by the sweep's own tracking code (the parent run and the manifest as the sweep
+driver writes them, two trials through `TrialTracker` as trial processes log them), without PPO or
+models: this test is about the UI, the sweep itself is covered by the sweep tests. Chromium is Debian's
 (/usr/bin/chromium, installed by .ci/ensure-chromium), driven by the playwright package.
 """
 
@@ -21,7 +21,7 @@ import pytest
 
 from dense_reward.config import Config
 from tune_jobs import tracking
-from tune_jobs.sweep import prepare
+from tune_jobs.sweep import SweepManifest
 
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
@@ -53,7 +53,23 @@ def port_open(port: int) -> bool:
 def sweep_run_dir(tmp_path: Path, tiny_config: Config) -> Path:
     """A run dir with a sweep manifest, its sqlite store, the parent run and two finished trial runs."""
     run_dir = tmp_path / "runs" / "ui-sweep"
-    config, manifest, _ = prepare(tiny_config.with_overrides({"name": "ui-sweep"}), run_dir)
+    config = tiny_config.with_overrides({"name": "ui-sweep"})
+    uri = tracking.default_tracking_uri(run_dir)
+    client = tracking.connect(uri)
+    experiment_id = tracking.ensure_experiment(
+        client, config.tracking.experiment, tracking.default_artifact_location(run_dir)
+    )
+    parent = tracking.start_sweep_run(client, experiment_id, config.name, config.model_dump(), run_dir)
+    manifest = SweepManifest(
+        name=config.name,
+        run_dir=str(run_dir.resolve()),
+        experiment_path=str(run_dir / "tune"),
+        tracking_uri=uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        config=config.model_dump(mode="json"),
+    )
+    manifest.save()
     for index, (name, weights) in enumerate(TRIALS.items()):
         trial = tracking.TrialTracker(manifest.tracking_target, f"t{index}", name)
         trial.log_start({"weights": weights})
