@@ -15,7 +15,9 @@ Run by hand (about 15-20 minutes on 2 otherwise idle CPU cores):
 
     .venv/bin/python tests/benchmarks/searchers.py
 
-Writes ``tests/benchmarks/results/searchers.json`` and ``searchers.md``.
+Writes ``tests/benchmarks/results/searchers.json`` and ``searchers.md``; every finished sweep is
+also appended to ``searchers.runs.jsonl``, so a second run only does what is missing, and
+``--report-only`` reports the seeds finished so far.
 """
 
 from __future__ import annotations
@@ -259,32 +261,56 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
     return "\n".join(lines) + "\n"
 
 
+def run_sweeps(tasks: list[tuple[str, str, int, int, int]], runs_path: Path, workers: int) -> list[dict[str, Any]]:
+    """Run the tasks not yet in ``runs_path`` (one JSON line per finished sweep) and return all runs."""
+    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
+    done = {(r["searcher"], r["shape"], r["d"], r["concurrency"], r["seed"]) for r in runs}
+    todo = [t for t in tasks if t not in done]
+    started = time.time()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool, runs_path.open("a") as sink:
+        for i, run in enumerate(pool.imap_unordered(run_one, todo), start=1):
+            runs.append(run)
+            sink.write(json.dumps(run) + "\n")
+            sink.flush()
+            if i % 10 == 0 or i == len(todo):
+                print(f"{i}/{len(todo)} sweeps done ({(time.time() - started) / 60:.1f} min)", flush=True)
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="Seeds per setting (>= 10 for the report).")
     parser.add_argument("--workers", type=int, default=2, help="Processes running sweeps in parallel.")
     parser.add_argument("--latency-suggestions", type=int, default=20, help="Timed BoTorch suggestions per d.")
     parser.add_argument("--out", type=Path, default=RESULTS, help="Folder for searchers.json and searchers.md.")
+    parser.add_argument(
+        "--report-only", action="store_true", help="Skip the sweeps; report the runs already in searchers.runs.jsonl."
+    )
     args = parser.parse_args()
 
     load_at_start = round(os.getloadavg()[0], 1)
     started = time.time()
+    # Seed-major order: if the run is cut short, every searcher and setting has the same seeds done.
     tasks = [
         (name, shape, d, concurrency, seed)
-        for name in SEARCHERS
+        for seed in range(args.seeds)
         for shape in SHAPES
         for d in DIMS
         for concurrency in CONCURRENCY
-        for seed in range(args.seeds)
+        for name in SEARCHERS
     ]
-    # Expensive searchers first so the pool does not end on a long tail.
-    tasks.sort(key=lambda t: SEARCHERS.index(t[0]) not in (0, 3))
-    runs = []
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for i, run in enumerate(pool.imap_unordered(run_one, tasks), start=1):
-            runs.append(run)
-            if i % 20 == 0 or i == len(tasks):
-                print(f"{i}/{len(tasks)} sweeps done ({(time.time() - started) / 60:.1f} min)", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs_path = args.out / "searchers.runs.jsonl"
+    if args.report_only:
+        runs = [json.loads(line) for line in runs_path.read_text().splitlines()]
+    else:
+        runs = run_sweeps(tasks, runs_path, args.workers)
+    # Only seeds every searcher finished in every setting are compared.
+    per_seed: dict[int, int] = {}
+    for r in runs:
+        per_seed[r["seed"]] = per_seed.get(r["seed"], 0) + 1
+    complete = {seed for seed, n in per_seed.items() if n == len(SEARCHERS) * len(SHAPES) * len(DIMS) * len(CONCURRENCY)}
+    runs = [r for r in runs if r["seed"] in complete]
     latency = [botorch_latency(d, args.latency_suggestions) for d in DIMS]
     summary = summarise(runs)
     botorch_times = np.concatenate([r["suggest_seconds"][N_INIT:] for r in runs if r["searcher"] == "botorch"])
@@ -292,7 +318,7 @@ def main() -> int:
         "trials": TRIALS,
         "n_init": N_INIT,
         "noise_sd": NOISE_SD,
-        "seeds": args.seeds,
+        "seeds": len(complete),
         "command": "python " + " ".join(["tests/benchmarks/searchers.py", *sys.argv[1:]]),
         "minutes": (time.time() - started) / 60,
         "cpus": os.cpu_count(),
@@ -301,7 +327,6 @@ def main() -> int:
         "botorch_gp_suggestion_wall_p50_in_sweeps": float(np.percentile(botorch_times, 50)),
         "botorch_gp_suggestion_wall_p95_in_sweeps": float(np.percentile(botorch_times, 95)),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "searchers.json").write_text(
         json.dumps({"meta": meta, "summary": summary, "latency": latency, "runs": runs}, indent=1)
     )
