@@ -4,12 +4,11 @@ its MLflow record, its best checkpoint, `results`, and `final` registering a mod
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from ray_fixtures import ray_local  # noqa: F401
 
 from dense_reward.config import load_config
 from tests.conftest import TINY_CONFIG
@@ -22,21 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    """A private local Ray with 2 CPUs (reused when a cluster is already up in this process)."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def sweep(ray_local: object, tmp_path_factory: pytest.TempPathFactory) -> SweepOutcome:
+def sweep(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> SweepOutcome:  # noqa: F811
     config = load_config(TINY_CONFIG).with_overrides({"name": "e2e"})
     assert (config.search.trials, config.search.max_concurrent, config.ppo.epochs) == (4, 2, 2)
     return run_sweep(config, run_dir=tmp_path_factory.mktemp("runs") / "e2e")
