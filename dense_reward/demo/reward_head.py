@@ -79,6 +79,8 @@ NEUTRAL_SENTENCES = (
     "Think about what you want to say.",
 )
 OPENERS = ("", "", "Sure. ", "Okay, ", "Well, ", "Hi! ", "I see. ", "Thanks for asking. ", "Oh. ")
+NATURAL_REPLIES_PATH = Path(__file__).resolve().parent / "natural_replies.jsonl"
+"""Hand-written replies in plain prose, unlike the templates: a check that the head generalises."""
 
 
 @dataclass
@@ -168,9 +170,7 @@ def agreement(scores: np.ndarray, gold: np.ndarray) -> Agreement:
     )
 
 
-def score_texts(
-    model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 128
-) -> np.ndarray:
+def score_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_length: int = 96) -> np.ndarray:
     """(N,) scalar outputs of a sequence-classification model with one label."""
     import torch
 
@@ -192,12 +192,13 @@ def score_texts(
 def train_reward_model(
     out_dir: str | Path,
     prompts: list[str],
-    n_train: int = 3000,
+    n_train: int = 2000,
     n_heldout: int = 400,
-    epochs: int = 2,
+    epochs: int = 1,
     batch_size: int = 32,
-    learning_rate: float = 1e-4,
-    max_length: int = 128,
+    learning_rate: float = 2e-4,
+    max_length: int = 96,
+    frozen_layers: int = 2,
     seed: int = 0,
     progress: Callable[[str], None] = print,
 ) -> Path:
@@ -217,13 +218,22 @@ def train_reward_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=1, problem_type="regression", attn_implementation="eager"
     )
+    # The lower layers keep their general-purpose features; freezing them halves the backward pass.
+    model.bert.embeddings.requires_grad_(False)
+    for layer in model.bert.encoder.layer[:frozen_layers]:
+        layer.requires_grad_(False)
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     texts, gold = build_corpus(n_train + n_heldout, prompts, seed=seed)
     train_texts, train_gold = texts[:n_train], gold[:n_train]
     heldout_texts, heldout_gold = texts[n_train:], gold[n_train:]
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.01)
     steps = epochs * ((n_train + batch_size - 1) // batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
+    warmup = max(1, steps // 10)
+    # Linear warm-up then linear decay: the freshly initialised head would otherwise jolt the encoder.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * (1.0 - step / steps)
+    )
     order_rng = np.random.default_rng(seed)
     model.train()
     step = 0
@@ -242,17 +252,22 @@ def train_reward_model(
             predicted = model(**batch).logits[:, 0]  # (b,)
             loss = torch.nn.functional.mse_loss(predicted, target)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
             step += 1
-            if step % 25 == 0 or step == steps:
+            if step % 10 == 0 or step == steps:
                 progress(
                     f"  reward head: epoch {epoch + 1}/{epochs}, step {step}/{steps}, mse {loss.item():.4f}"
                 )
 
     result = agreement(score_texts(model, tokenizer, heldout_texts, max_length=max_length), heldout_gold)
+    natural_replies = [json.loads(line)["response"] for line in NATURAL_REPLIES_PATH.read_text().splitlines()]
+    natural_texts = [prompts[i % len(prompts)] + "\n" + reply for i, reply in enumerate(natural_replies)]
+    natural = agreement(
+        score_texts(model, tokenizer, natural_texts, max_length=max_length), gold_reward(natural_replies)
+    )
     seconds = time.perf_counter() - started
     model.config.id2label = {0: "reward"}
     model.config.label2id = {"reward": 0}
@@ -262,6 +277,7 @@ def train_reward_model(
     report = {
         "gold_scorer": "vaderSentiment compound",
         "heldout": asdict(result),
+        "natural_replies": asdict(natural),
         "train_examples": n_train,
         "epochs": epochs,
         "train_seconds": round(seconds, 1),
@@ -269,6 +285,7 @@ def train_reward_model(
     (out_dir / "agreement.json").write_text(json.dumps(report, indent=2) + "\n")
     progress(
         f"  reward head: held-out agreement with gold: pairwise accuracy {result.pairwise_accuracy:.3f}, "
-        f"Spearman {result.spearman:.3f} (n={result.n}), {seconds:.0f} s"
+        f"Spearman {result.spearman:.3f} (n={result.n}); on hand-written replies: "
+        f"{natural.pairwise_accuracy:.3f}, {natural.spearman:.3f} (n={natural.n}); {seconds:.0f} s"
     )
     return out_dir
