@@ -61,8 +61,9 @@ def tokenize_prompts(
     """Left-padded `(B, Tq)` prompt ids and mask; raises on an empty prompt (nothing to condition on)."""
     if not prompts:
         raise ValueError("prompts: need at least one prompt")
-    tokenizer.padding_side = "left"
-    encoded = tokenizer(list(prompts), padding=True, return_tensors="pt", add_special_tokens=False)
+    encoded = tokenizer(
+        list(prompts), padding=True, padding_side="left", return_tensors="pt", add_special_tokens=False
+    )
     empty = (encoded["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
     if empty:
         raise ValueError(f"prompts: prompt(s) at index {empty} have no tokens; drop empty prompts")

@@ -285,7 +285,8 @@ def markdown(report: dict) -> str:
         f"Tiny GPT-2 (`builtin:tiny-gpt2`), CPU fp32, {spec['threads']} torch thread(s); batch {spec['batch_size']}, "
         f"response length {spec['response_length']}, {spec['ppo_epochs']} PPO epochs, "
         f"{spec['num_mini_batches']} minibatch(es), {spec['steps']} steps (first one untimed), sparse reward; "
-        f"median of {spec['repeats']} interleaved runs per side.",
+        f"median of {spec['repeats']} interleaved runs per side; 1-minute load average "
+        f"{spec['load_average_at_start']:.1f} on {os.cpu_count()} cores when the runs started.",
         "",
         "| side | tokens/s (wall) | tokens per CPU-second | peak RSS (MiB) | RSS increase in training (MiB) |",
         "|---|---:|---:|---:|---:|",
@@ -355,6 +356,7 @@ def main() -> int:
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        load_average = os.getloadavg()[0]
         for repeat in range(args.repeats):
             for side, python in (("ours", sys.executable), ("trl", args.trl_python)):
                 result = worker(python, side, spec_path, Path(scratch) / f"{side}-{repeat}.json")
@@ -365,6 +367,7 @@ def main() -> int:
 
     report: dict = {"setup": {k: v for k, v in spec.items() if k not in ("prompts", "model_path")}}
     report["setup"]["repeats"] = args.repeats
+    report["setup"]["load_average_at_start"] = load_average
     for side, results in runs.items():
         report[side] = {
             key: statistics.median(r[key] for r in results)
