@@ -2,9 +2,10 @@
 
 A batch is laid out as `[query | response]`: queries are left-padded to a common length `Tq`, responses
 right-padded to `Tr`. A response is the generated tokens up to and including the first EOS; everything
-after it is masked out. Log-probabilities are taken at the sampling temperature (N+ implementation
-details, arXiv 2403.17031, section "logits scaled by temperature"), with position ids that skip the left
-padding, so a prompt gets the same log-probabilities whatever else shares its batch.
+after it is masked out. Log-probabilities are taken from logits divided by the sampling temperature, as
+the sampler saw them (Huang et al., "The N+ Implementation Details of RLHF with PPO", arXiv 2403.17031),
+with position ids that skip the left padding, so a prompt gets the same log-probabilities whatever else
+shares its batch.
 """
 
 from __future__ import annotations
@@ -189,11 +190,11 @@ def score_tokens(
             parts["logprobs"].append(token_logprobs(logits.float(), response_ids))
             parts["entropy"].append(entropy_from_logits(logits.float()))
             del logits
-            reference_context = policy.disable_adapter() if reference is None else nullcontext()
-            with reference_context:
-                ref_logits, _ = response_logits(
-                    reference or policy, query_ids, query_mask, response_ids, temperature
-                )
+            if reference is None:
+                with policy.disable_adapter():
+                    ref_logits, _ = response_logits(policy, query_ids, query_mask, response_ids, temperature)
+            else:
+                ref_logits, _ = response_logits(reference, query_ids, query_mask, response_ids, temperature)
             parts["ref_logprobs"].append(token_logprobs(ref_logits.float(), response_ids))
             del ref_logits
             if value_head is not None:
