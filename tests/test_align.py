@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dense_reward.attribution.align import align_credit, overlap_matrix, policy_token_offsets
+from dense_reward.attribution.align import (
+    _offsets_from_prefixes,
+    align_credit,
+    overlap_matrix,
+    policy_token_offsets,
+)
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.models import load_tokenizer
 from dense_reward.tiny_models import WORDS
@@ -68,8 +73,11 @@ def test_alignment_conserves_total_across_tokenizers(text: str, seed: int, add_e
     ids = policy.encode(text) + ([policy.eos_token_id] if add_eos else [])
     decoded, policy_offsets = policy_token_offsets(policy, ids)
     assert len(policy_offsets) == len(ids)
-    # Policy spans tile the decoded text without gaps.
+    # Policy spans tile the decoded text without gaps, and the fast windowed decode agrees with
+    # decoding every prefix.
     assert "".join(decoded[s:e] for s, e in policy_offsets) == decoded
+    decode = lambda part: policy.decode(part, skip_special_tokens=True, clean_up_tokenization_spaces=False)  # noqa: E731
+    assert policy_offsets == _offsets_from_prefixes(ids, decoded, decode)
     rm_spans = [tuple(o) for o in rm(decoded, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]]
     rng = np.random.default_rng(seed)
     # Spans that overlap no policy token must keep their credit too.

@@ -14,16 +14,23 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def policy_token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+def policy_token_offsets(
+    tokenizer, token_ids: Sequence[int], window: int = 8
+) -> tuple[str, list[tuple[int, int]]]:
     """Decode a policy response and find the character span of each of its tokens.
 
     Special tokens (EOS) decode to nothing and get an empty span at their position, so they still
     own one entry. Spans are contiguous and cover the whole text: a token that only completes a
     multi-byte character gets the characters its prefix adds.
 
+    Each token's text is what it adds to the decode of the `window` tokens before it (linear in the
+    length); when those pieces do not rebuild the full decode exactly (a character split over
+    tokens, a decoder that looks further back) every prefix is decoded instead.
+
     Args:
         tokenizer: the policy tokenizer.
         token_ids: the response token ids, up to and including the first EOS.
+        window: tokens of left context used to decode each token.
 
     Returns:
         (text, offsets): the decoded response and one (start, end) span per token, ``len(token_ids)`` of them.
@@ -34,6 +41,27 @@ def policy_token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list
         return tokenizer.decode(part, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     text = decode(ids)
+    offsets = _offsets_from_windows(ids, text, decode, window)
+    return text, offsets if offsets is not None else _offsets_from_prefixes(ids, text, decode)
+
+
+def _offsets_from_windows(ids: list[int], text: str, decode, window: int) -> list[tuple[int, int]] | None:
+    offsets: list[tuple[int, int]] = []
+    end = 0
+    for i in range(len(ids)):
+        context = ids[max(0, i - window) : i]
+        before, after = decode(context), decode(context + [ids[i]])
+        if not after.startswith(before):
+            return None
+        piece = after[len(before) :]
+        if text[end : end + len(piece)] != piece:
+            return None
+        offsets.append((end, end + len(piece)))
+        end += len(piece)
+    return offsets if end == len(text) else None
+
+
+def _offsets_from_prefixes(ids: list[int], text: str, decode) -> list[tuple[int, int]]:
     offsets: list[tuple[int, int]] = []
     previous_end = 0
     for length in range(1, len(ids) + 1):
@@ -47,7 +75,7 @@ def policy_token_offsets(tokenizer, token_ids: Sequence[int]) -> tuple[str, list
     if offsets and previous_end < len(text):
         start, _ = offsets[-1]
         offsets[-1] = (start, len(text))
-    return text, offsets
+    return offsets
 
 
 def _common_prefix_length(a: str, b: str) -> int:
