@@ -17,9 +17,8 @@ from typing import Any
 
 from dense_reward.errors import UserError
 from tune_jobs import tracking
+from tune_jobs.space import WEIGHTS_KEY
 from tune_jobs.sweep import METRIC, MODE, SweepManifest
-
-WEIGHTS_KEY = "weights"
 
 
 @dataclass
@@ -197,6 +196,14 @@ def finish_sweep(manifest: SweepManifest) -> SweepResults:
     finished = all(row.status == "TERMINATED" for row in results.trials)
     client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
     return results
+
+
+def console() -> Any:
+    """A `rich` console; off a terminal (a log file, a job's output) wide enough that no column is cut."""
+    from rich.console import Console
+
+    terminal = Console(soft_wrap=True)
+    return terminal if terminal.is_terminal else Console(soft_wrap=True, width=200)
 
 
 def render_table(results: SweepResults, title: str | None = None) -> Any:

@@ -24,12 +24,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ray.tune import Callback
 
 from dense_reward.config import Config, ConfigError, validate_config
 from dense_reward.errors import UserError
 from tune_jobs import tracking
 from tune_jobs.trainable import FaultHook, TrialSetup, train_trial
+
+if TYPE_CHECKING:
+    from tune_jobs.results import SweepResults
 
 MANIFEST = "sweep.json"
 EXPERIMENT = "tune"
@@ -157,8 +162,7 @@ class SweepOutcome:
     """What `run_sweep` returns: the manifest and the final results table."""
 
     manifest: SweepManifest
-    results: Any
-    """A :class:`tune_jobs.results.SweepResults`."""
+    results: SweepResults
 
 
 def prepare(
@@ -256,7 +260,6 @@ def build_tuner(config: Config, manifest: SweepManifest, callbacks: list[Any], r
             search_alg=make_searcher(config),
             scheduler=scheduler,
             num_samples=config.search.trials,
-            max_concurrent_trials=config.search.max_concurrent,
             trial_dirname_creator=trial_dirname,
             # A trial's startup (torch, transformers, model files) costs more than a tiny trial's PPO.
             reuse_actors=True,
@@ -301,6 +304,9 @@ def run_sweep(
     if on_ready is not None:
         on_ready(manifest)
     init_ray(address)
+    # Ray snapshots the experiment after every kept checkpoint (what makes --resume exact) and warns
+    # that this is frequent; with short trials it is, by design.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     callbacks = [*(callbacks or []), TrialStatusCallback(manifest.tracking_target)]
     tuner = build_tuner(config, manifest, callbacks, restore)
     client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
@@ -313,13 +319,7 @@ def run_sweep(
     return SweepOutcome(manifest=manifest, results=results)
 
 
-def _tune_callback_base() -> type:
-    from ray.tune import Callback
-
-    return Callback
-
-
-class TrialStatusCallback(_tune_callback_base()):
+class TrialStatusCallback(Callback):
     """Marks the MLflow child run of a trial that failed for good (no retries left) as FAILED."""
 
     def __init__(self, target: tracking.TrackingTarget) -> None:
@@ -337,7 +337,7 @@ class TrialStatusCallback(_tune_callback_base()):
             client.set_terminated(run_id, status="FAILED")
 
 
-class ProgressTable(_tune_callback_base()):
+class ProgressTable(Callback):
     """Prints the trial table (weights, knobs, epoch, val_reward, status) as trials report and end.
 
     Reprints at most every `min_interval` seconds on results, and always when a trial ends.
@@ -353,8 +353,9 @@ class ProgressTable(_tune_callback_base()):
         return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0}
 
     def _print(self, trials: list[Any], force: bool) -> None:
-        from rich.console import Console
         from rich.table import Table
+
+        from tune_jobs.results import console
 
         now = time.monotonic()
         if not force and now - self.last_print < self.min_interval:
@@ -376,11 +377,7 @@ class ProgressTable(_tune_callback_base()):
                 str(result.get("epoch", 0)),
                 "-" if value is None else f"{value:.4f}",
             )
-        # Not a terminal (a log file, a job's output): wide enough that no column is cut.
-        console = Console(soft_wrap=True)
-        if not console.is_terminal:
-            console = Console(soft_wrap=True, width=200)
-        console.print(table)
+        console().print(table)
 
     def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
         self._print(trials, force=False)

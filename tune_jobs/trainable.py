@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 from ray import tune
 
 from dense_reward.config import Config, validate_config
+from tune_jobs.space import WEIGHTS_KEY
 from tune_jobs.tracking import TrackingTarget, TrialTracker
 
-WEIGHTS_KEY = "weights"
 TRIAL_STATE_FILE = "trial_state.json"
 """Written into every checkpoint beside the PPO state: epoch, weights and knobs of the trial."""
 FAULT_EPOCH_ENV = "DENSE_REWARD_FAULT_KILL_AT_EPOCH"
@@ -56,6 +57,7 @@ class FaultHook:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultHook | None:
+        """The hook the environment asks for, or None (always, outside the fault tests)."""
         environ = os.environ if environ is None else environ
         epoch, marker = environ.get(FAULT_EPOCH_ENV), environ.get(FAULT_MARKER_ENV)
         if not epoch or not marker:
@@ -63,6 +65,7 @@ class FaultHook:
         return cls(epoch=int(epoch), marker=marker)
 
     def maybe_fire(self, epoch: int, trial_id: str) -> None:
+        """SIGKILL this process if it is the first to reach `epoch` (the marker file is created atomically)."""
         if epoch != self.epoch:
             return
         try:
@@ -238,8 +241,6 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
     tracker = None
     if setup.tracking is not None:
         tracker = TrialTracker(setup.tracking, trial_id, trial_name)
-        import ray
-
         tracker.log_start(trial, node_id=ray.get_runtime_context().get_node_id())
 
     for epoch in range(start_epoch + 1, config.ppo.epochs + 1):

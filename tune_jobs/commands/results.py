@@ -12,6 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tune_jobs.results import console as make_console
     from tune_jobs.results import load_results, render_table, ui_command
     from tune_jobs.sweep import resolve_run
 
@@ -20,9 +21,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results.to_dict(), indent=2))
         return 0
-    from rich.console import Console
-
-    console = Console(soft_wrap=True)
+    console = make_console()
     console.print(render_table(results))
     best = results.best
     if best is None:

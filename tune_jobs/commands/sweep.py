@@ -20,12 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from tune_jobs.results import console as make_console
     from tune_jobs.results import render_table, ui_command
     from tune_jobs.sweep import RUNS_ROOT, ProgressTable, default_run_dir, resolve_run, run_sweep
 
-    console = Console(soft_wrap=True)
+    console = make_console()
     if args.config is None and not args.resume:
         raise UserError("a CONFIG file is needed (only --resume can go without one)")
     if args.config is not None:
