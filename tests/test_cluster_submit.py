@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
+
+from dense_reward.config import Config
+from dense_reward.errors import UserError
+from tune_jobs import submit
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -307,3 +312,50 @@ def test_submit_rejects_a_bad_override_before_contacting_the_cluster() -> None:
     )
     assert done.returncode == 2
     assert "ppo.kl_coef" in done.stderr and "Ray" not in done.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# the job a submission builds (no cluster needed)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_assignments_are_read_as_yaml_and_malformed_ones_are_named() -> None:
+    values = submit.parse_assignments(
+        ["search.trials=2", "ppo.kl_coef=0.1", "shaping.sources=[sparse, attention]", "x={a: 1}", "name="], "--set"
+    )
+    assert values == {
+        "search.trials": 2,
+        "ppo.kl_coef": 0.1,
+        "shaping.sources": ["sparse", "attention"],
+        "x": {"a": 1},
+        "name": "",
+    }
+    with pytest.raises(UserError, match="--set 'search.trials'"):
+        submit.parse_assignments(["search.trials"], "--set")
+
+
+def test_the_job_carries_the_resolved_config_the_data_file_and_the_code(tmp_path: Path, tiny_config: Config) -> None:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "hello"}\n')
+    config = tiny_config.with_overrides({"data.source": str(data), "tracking.uri": "http://mlflow:5000"})
+    staging = tmp_path / "staging"
+    spec = submit.build_job(config, staging, env_vars={"A": "1"}, sweep_args=["--resume"])
+
+    assert spec.entrypoint == "python -m tune_jobs.cli sweep sweep.yaml --address auto --resume"
+    assert spec.runtime_env["working_dir"] == str(staging)
+    assert spec.runtime_env["env_vars"] == {"A": "1"}
+    shipped = {Path(p).name for p in spec.runtime_env["py_modules"]}
+    assert shipped == {"dense_reward", "tune_jobs"}
+    assert all((Path(p) / "__init__.py").is_file() for p in spec.runtime_env["py_modules"])
+    written = yaml.safe_load((staging / submit.JOB_CONFIG_NAME).read_text())
+    assert written["data"]["source"] == "prompts.jsonl"  # relative to the job's working dir
+    assert (staging / "prompts.jsonl").read_text() == data.read_text()
+    assert written["tracking"]["uri"] == "http://mlflow:5000"
+    assert spec.metadata == {"dense_reward_run": "tiny"}
+    # The storage is still the head's local default: the user is told before submitting.
+    assert len(spec.notes) == 1 and "resources.storage_path" in spec.notes[0]
+
+    image_only = submit.build_job(config, tmp_path / "other", ship_code=False)
+    assert "py_modules" not in image_only.runtime_env
+    local = submit.cluster_notes(tiny_config)
+    assert any("tracking.uri" in note for note in local)

@@ -8,7 +8,6 @@ models: this test is about the UI, the sweep itself is covered by the sweep test
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -139,7 +138,25 @@ def test_ui_names_a_missing_run(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ},
     )
     assert done.returncode == 2
     assert "unknown run" in done.stderr and "nowhere" in done.stderr
+
+
+def test_ui_of_a_sweep_on_an_mlflow_server_points_at_that_server(tmp_path: Path, tiny_config: Config) -> None:
+    run_dir = tmp_path / "remote"
+    run_dir.mkdir()
+    SweepManifest(
+        name="remote",
+        run_dir=str(run_dir),
+        experiment_path=str(run_dir / "tune"),
+        tracking_uri="http://mlflow.internal:5000",
+        experiment_id="7",
+        parent_run_id="abc",
+        config=tiny_config.model_dump(mode="json"),
+    ).save()
+    done = subprocess.run(
+        [str(BIN / "dense-reward"), "ui", str(run_dir)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "http://mlflow.internal:5000/#/experiments/7/runs"

@@ -14,6 +14,7 @@ Ray's client adds the `Authorization: Bearer` header by itself; nothing here han
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import time
@@ -35,6 +36,8 @@ DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 """The Jobs API of a head started on this machine with the default dashboard port."""
 
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+_ADDRESS_VARIABLES = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 
 # Never shipped with the code: caches and build leftovers only slow the upload down.
 _CODE_EXCLUDES = ["__pycache__", "*.pyc", "*.egg-info"]
@@ -147,6 +150,9 @@ def connect(address: str) -> Any:
     """A `JobSubmissionClient` for the head's Jobs API, or one clear error when it cannot be reached."""
     from ray.job_submission import JobSubmissionClient
 
+    # Ray lets RAY_API_SERVER_ADDRESS / RAY_ADDRESS silently override the address it is given;
+    # here the address argument wins (the CLI already defaults it to RAY_API_SERVER_ADDRESS).
+    saved = {key: os.environ.pop(key) for key in _ADDRESS_VARIABLES if key in os.environ}
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, RuntimeError, ValueError) as error:
@@ -155,11 +161,17 @@ def connect(address: str) -> Any:
             "(ray[default]) and is port 8265 reachable? With token auth on the cluster, export "
             "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN."
         ) from None
+    finally:
+        os.environ.update(saved)
 
 
 def submit(client: Any, spec: JobSpec) -> str:
     """Submit the job; returns its submission id (`raysubmit_...`)."""
-    return client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env, metadata=spec.metadata)
+    try:
+        return client.submit_job(entrypoint=spec.entrypoint, runtime_env=spec.runtime_env, metadata=spec.metadata)
+    except RuntimeError as error:
+        # e.g. 401/403 from a cluster with token auth, or a runtime env the head refuses.
+        raise UserError(f"the Ray Jobs API refused the job: {str(error).splitlines()[0]}") from None
 
 
 async def _stream_logs(client: Any, job_id: str, out: TextIO) -> None:
