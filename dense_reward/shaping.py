@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dense_reward.attribution.align import policy_token_offsets
+from dense_reward.attribution.align import align_credit, policy_token_offsets
+from dense_reward.attribution.attention import AttentionExplainer
 from dense_reward.attribution.base import Explainer, ScoredBatch, build_explainer
 from dense_reward.attribution.sparse import last_token_one_hot
 from dense_reward.config import SOURCES, Config
@@ -171,7 +172,9 @@ class RewardOutput:
     attributions: dict[str, list[np.ndarray]] = field(default_factory=dict)
     """Raw per-source credit over policy tokens (for heatmaps)."""
     timings: dict[str, float] = field(default_factory=dict)
-    """Seconds: ``scoring_seconds``, ``attribution_seconds`` and ``<source>_seconds`` per source."""
+    """Seconds: ``scoring_seconds``, ``attribution_seconds`` and ``<source>_seconds`` per source.
+
+    `attention` credit is read off the scoring forward, so its time is part of ``scoring_seconds``."""
 
 
 class DenseReward:
@@ -255,9 +258,19 @@ class DenseReward:
             raise ValueError(f"got {len(prompts)} prompts but {len(response_token_ids)} responses")
         decoded = [policy_token_offsets(self.policy_tokenizer, ids) for ids in response_token_ids]
         responses = [text for text, _ in decoded]
+        offsets = [spans for _, spans in decoded]
         timings: dict[str, float] = {}
+        attributions: dict[str, list[np.ndarray]] = {}
         started = time.perf_counter()
-        scores = self.reward_model.score(list(prompts), responses).double().numpy()  # (B,)
+        attention = self.explainers.get("attention")
+        if isinstance(attention, AttentionExplainer):
+            # ABC reads its credit off the scoring forward itself.
+            scores, credits = attention.score_and_credit(list(prompts), responses)
+            attributions["attention"] = [
+                align_credit(c.spans, c.values, spans) for c, spans in zip(credits, offsets, strict=True)
+            ]
+        else:
+            scores = self.reward_model.score(list(prompts), responses).double().numpy()  # (B,)
         timings["scoring_seconds"] = time.perf_counter() - started
         bad = np.flatnonzero(~np.isfinite(scores))
         if bad.size:
@@ -265,10 +278,12 @@ class DenseReward:
                 f"reward of sample {int(bad[0])} is {scores[bad[0]]} ({bad.size} non-finite in the batch); "
                 f"response: {responses[bad[0]][:80]!r}"
             )
-        batch = ScoredBatch(list(prompts), responses, [offsets for _, offsets in decoded], scores)
-        attributions: dict[str, list[np.ndarray]] = {}
+        batch = ScoredBatch(list(prompts), responses, offsets, scores)
         attribution_started = time.perf_counter()
         for name, explainer in self.explainers.items():
+            if name in attributions:
+                timings[f"{name}_seconds"] = 0.0
+                continue
             started = time.perf_counter()
             attributions[name] = explainer.explain(batch)
             timings[f"{name}_seconds"] = time.perf_counter() - started

@@ -250,3 +250,17 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path) -> None:
     assert comparison["batched_forward_calls_per_response"] < comparison["plain_forward_calls_per_response"]
     assert comparison["batched_rm_sequences_per_response"] <= comparison["plain_rm_sequences_per_response"]
     assert "| fixture | shap |" in (tmp_path / "attribution.md").read_text()
+
+
+def test_every_source_on_a_causal_reward_model(policy_tokenizer) -> None:
+    from tests.test_reward_model import tiny_causal_reward_model
+
+    reward_model = tiny_causal_reward_model()
+    batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)
+    options = {"shap": {"max_evals": 10}, "lime": {"num_samples": 10}}
+    for name in SOURCES:
+        credits = build_explainer(name, reward_model, **options.get(name, {})).explain(batch)
+        for offsets, credit in zip(batch.response_offsets, credits, strict=True):
+            assert credit.shape == (len(offsets),), name
+            assert np.all(np.isfinite(credit)), name
+            assert np.any(credit != 0), name

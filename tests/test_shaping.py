@@ -141,3 +141,18 @@ def test_dense_reward_from_config_defaults_to_sparse(tiny_config, tiny_rm_spec, 
     assert reward.weights == {"sparse": 1.0}
     assert list(reward.explainers) == ["sparse"]
     assert set(SOURCES) >= set(tiny_config.shaping.sources)
+
+
+def test_attention_comes_from_the_scoring_forward(tiny_rm_spec, tiny_policy_spec) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    eos = tokenizer.eos_token_id
+    responses = [tokenizer.encode(" Thanks, that helps!") + [eos], tokenizer.encode(" no") + [eos]]
+    reward = DenseReward(reward_model, tokenizer, ["attention", "sparse"], {"attention": 0.8, "sparse": 0.2})
+    before = reward_model.forward_calls
+    out = reward(["Say thanks.", "Reply."], responses)
+    assert reward_model.forward_calls - before == 1
+    np.testing.assert_allclose(out.scores, reward_model.score(["Say thanks.", "Reply."], out.responses), rtol=1e-5)
+    for ids, attention, dense, r in zip(responses, out.attributions["attention"], out.dense, out.scores, strict=True):
+        assert attention.shape == (len(ids),) and attention.sum() == pytest.approx(1.0)
+        np.testing.assert_allclose(dense, r * (0.8 * attention + 0.2 * np.eye(len(ids))[-1]))

@@ -9,6 +9,7 @@ attention: fused kernels (sdpa, flash) return no attention weights.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -41,16 +42,24 @@ class AttentionExplainer(RMTokenExplainer):
             raise ValueError(f"attention query must be auto, final or first, got {query!r}")
         self.query = query
 
-    @torch.inference_mode()
     def credit(self, batch: ScoredBatch) -> list[TokenCredit]:
+        return self.score_and_credit(batch.prompts, batch.responses)[1]
+
+    @torch.inference_mode()
+    def score_and_credit(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> tuple[np.ndarray, list[TokenCredit]]:
+        """(B,) sequence scores and the attention credit, from the same forwards (ABC costs nothing extra)."""
         rm = self.reward_model
-        items = rm.encode(batch.prompts, batch.responses)
+        items = rm.encode(prompts, responses)
         sequences = [item.input_ids for item in items]
         use_final = self.query == "final" or (self.query == "auto" and rm.is_causal)
+        scores = np.zeros(len(items))
         credits: list[TokenCredit] = [TokenCredit([], np.zeros(0))] * len(items)
         for group in rm.chunks(sequences):
             input_ids, attention_mask = rm.pad([sequences[i] for i in group])
-            _, _, outputs = rm.forward(input_ids, attention_mask, output_attentions=True)
+            batch_scores, _, outputs = rm.forward(input_ids, attention_mask, output_attentions=True)
+            scores[group] = batch_scores.cpu().double().numpy()
             attentions = getattr(outputs, "attentions", None)
             if not attentions or attentions[-1] is None:
                 raise AttentionUnavailableError(
@@ -64,4 +73,4 @@ class AttentionExplainer(RMTokenExplainer):
                 weights = last_layer[row, query, item.response_start : item.response_end].double().cpu().numpy()
                 total = weights.sum()
                 credits[index] = TokenCredit(item.response_offsets, weights / total if total > 0 else weights)
-        return credits
+        return scores, credits

@@ -19,6 +19,8 @@ import numpy as np
 from dense_reward.reward_model import RewardModel
 
 T = TypeVar("T")
+MAX_WORKERS = 64
+"""Default cap on concurrent explanations (threads) per batch."""
 
 
 class Scorer:
@@ -138,10 +140,10 @@ def run_concurrently(
     """Run ``task(scorer)`` for every task on `workers` threads sharing one `ScoreBatcher`.
 
     Each worker takes every `workers`-th task in turn, so at most `workers` explanations wait on the
-    batcher at once (default: all tasks). Results come back in task order; the first error raised by
-    a task is raised here after every thread has stopped.
+    batcher at once (default: all tasks, up to `MAX_WORKERS`). Results come back in task order; the
+    first error raised by a task is raised here after every thread has stopped.
     """
-    workers = max(1, min(workers or len(tasks), len(tasks)))
+    workers = max(1, min(workers or MAX_WORKERS, len(tasks)))
     batcher = ScoreBatcher(reward_model, clients=workers, known=known)
     results: list[T | None] = [None] * len(tasks)
     errors: list[BaseException] = []
