@@ -113,6 +113,8 @@ class RewardModel:
         """Tokenise pairs, locate the response tokens and truncate to ``spec.max_length``."""
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
+        if not prompts:
+            return []
         joined = [self.join(p, r) for p, r in zip(prompts, responses, strict=True)]
         encoded = self.tokenizer(
             [text for text, _ in joined],

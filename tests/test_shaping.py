@@ -132,6 +132,8 @@ def test_dense_reward_on_tiny_models(tiny_rm_spec, tiny_policy_spec) -> None:
     assert out.responses[1] == ""
     assert {"scoring_seconds", "attribution_seconds"} <= set(out.timings)
     assert out.responses[0] == policy_token_offsets(tokenizer, responses[0])[0]
+    empty = reward([], [])
+    assert empty.dense == [] and empty.scores.shape == (0,)
 
 
 def test_dense_reward_from_config_defaults_to_sparse(tiny_config, tiny_rm_spec, tiny_policy_spec) -> None:
