@@ -81,21 +81,25 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """`auto` = bf16 on CUDA, fp32 on CPU."""
+def pick_dtype(dtype: str, device: torch.device, trained: bool = False) -> torch.dtype:
+    """`auto` = bf16 on CUDA for frozen models, fp32 otherwise.
+
+    Trained models (the policy) keep fp32 weights under `auto` even on CUDA: the trainer runs them
+    under bf16 autocast, and AdamW updates on bf16 weights would round small steps away.
+    """
     if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" and not trained else torch.float32
     return getattr(torch, dtype)
 
 
-def _from_pretrained(loader, spec: ModelSpec, field: str, **kwargs):
+def _from_pretrained(loader, spec: ModelSpec, field: str, trained: bool = False, **kwargs):
     path = resolve_model_path(spec.path, field)
     device = pick_device(spec.device)
     try:
         model = loader.from_pretrained(
             path,
             revision=spec.revision,
-            dtype=pick_dtype(spec.dtype, device),
+            dtype=pick_dtype(spec.dtype, device, trained),
             trust_remote_code=spec.trust_remote_code,
             **kwargs,
         )
@@ -125,7 +129,7 @@ def load_policy(spec: ModelSpec, lora: LoraSpec | None = None, field: str = "mod
     """(model, tokenizer) of a causal LM; LoRA adapters attached when `lora.enabled`."""
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(AutoModelForCausalLM, spec, field)
+    model = _from_pretrained(AutoModelForCausalLM, spec, field, trained=True)
     tokenizer = load_tokenizer(spec, field, padding_side="left")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -79,7 +79,7 @@ def load_critic(
         backbone = AutoModel.from_pretrained(
             resolve_model_path(spec.path, field),
             revision=spec.revision,
-            dtype=pick_dtype(spec.dtype, device),
+            dtype=pick_dtype(spec.dtype, device, trained=True),
             trust_remote_code=spec.trust_remote_code,
         )
     except OSError as error:
