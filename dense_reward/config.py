@@ -141,6 +141,10 @@ class ShapingConfig(_Strict):
     )
     shap: ShapConfig = Field(default_factory=ShapConfig)
     lime: LimeConfig = Field(default_factory=LimeConfig)
+    attention_query: Literal["auto", "final", "first"] = Field(
+        default="auto",
+        description="Attention row read by `attention`: auto = final token of a causal RM, [CLS] of an encoder.",
+    )
 
     @field_validator("sources")
     @classmethod

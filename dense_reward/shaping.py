@@ -293,9 +293,10 @@ class DenseReward:
 
 
 def explainer_options_from_config(config: Config) -> dict[str, dict[str, Any]]:
-    """Per-source options from ``config.shaping`` (``shap.max_evals``, ``lime.num_samples``, seeds)."""
+    """Per-source options from ``config.shaping`` (``shap.max_evals``, ``lime.num_samples``, seeds, ...)."""
     shaping = config.shaping
     return {
+        "attention": {"query": shaping.attention_query},
         "shap": {"max_evals": shaping.shap.max_evals},
         "lime": {"num_samples": shaping.lime.num_samples, "seed": config.seed},
     }

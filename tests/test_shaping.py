@@ -142,6 +142,10 @@ def test_dense_reward_from_config_defaults_to_sparse(tiny_config, tiny_rm_spec, 
     reward = DenseReward.from_config(tiny_config, reward_model, tokenizer)
     assert reward.weights == {"sparse": 1.0}
     assert list(reward.explainers) == ["sparse"]
+    config = tiny_config.with_overrides({"shaping.attention_query": "final", "shaping.shap.max_evals": 9})
+    every = DenseReward.from_config(config, reward_model, tokenizer, skip_zero_weight=False)
+    assert every.explainers["attention"].query == "final"
+    assert every.explainers["shap"].max_evals == 9
     assert set(SOURCES) >= set(tiny_config.shaping.sources)
 
 
