@@ -254,7 +254,11 @@ def test_kuberay_manifests_are_well_formed() -> None:
         if obj["kind"] in ("RayCluster", "RayJob"):
             assert obj["apiVersion"] == "ray.io/v1"
         assert obj["metadata"]["name"]
+    image_ray = {re.search(r"^ARG RAY_VERSION=(\S+)$", p.read_text(), re.MULTILINE) for p in DOCKERFILES}
+    image_ray_versions = {m.group(1) for m in image_ray if m}
+    assert len(image_ray_versions) == 1, "the project images must pin one Ray version"
     for name, spec in ray_cluster_specs():
+        assert spec["rayVersion"] in image_ray_versions, f"{name}: rayVersion differs from the images' Ray"
         assert spec["headGroupSpec"]["rayStartParams"].get("dashboard-host") == "0.0.0.0", name
         gpu_groups = [
             g
