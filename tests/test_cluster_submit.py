@@ -299,8 +299,10 @@ def test_jobs_stop_ends_a_job_and_submit_wait_exits_with_its_status(cluster: Loc
             waiting.wait(timeout=30)
     assert waiting.returncode == 1, stderr
     assert f"job {job_id}: STOPPED" in stderr
-    listed = dense_reward(cluster, "jobs", "--address", cluster.jobs_url, "--json", timeout=60)
-    assert {row["id"]: row["status"] for row in json.loads(listed.stdout)}[job_id] == "STOPPED"
+    table = dense_reward(cluster, "jobs", "--address", cluster.jobs_url, timeout=60)
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if line.startswith(job_id))
+    assert row.split()[1] == "STOPPED" and "to-stop" in row
 
 
 def test_submit_rejects_a_bad_override_before_contacting_the_cluster() -> None:
