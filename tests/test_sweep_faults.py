@@ -150,6 +150,13 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_pat
     assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(row.trial_id for row in rows)
     runs = client.search_runs([manifest.experiment_id])
     assert sum(r.data.tags.get(tracking.TAG_KIND) == "sweep" for r in runs) == 1
+    # A trial that started just before the kill but never reached Ray's snapshot is rerun as a new
+    # trial; its old run is kept, tagged and soft-deleted, not counted twice.
+    for trial_id, child in before.items():
+        if trial_id not in {row.trial_id for row in rows}:
+            retired = client.get_run(child.info.run_id)
+            assert retired.info.lifecycle_stage == "deleted"
+            assert tracking.TAG_SUPERSEDED in retired.data.tags
     for child in children:
         assert child.info.status == "FINISHED"
         assert val_reward_steps(client, child.info.run_id) == [1, 2]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Metric
+from ray.tune import Checkpoint
 
 from dense_reward.errors import UserError
 from tune_jobs import tracking
@@ -112,7 +113,9 @@ def run_final(
     name = register_as or config.tracking.register_model or config.name
 
     trainer_run = TrialRun(config, total_steps=steps)
-    trainer_run.trainer.load(best.best_checkpoint)
+    # A checkpoint on cloud storage is fetched to a local folder first; a local one is used in place.
+    with Checkpoint(best.best_checkpoint).as_directory() as directory:
+        trainer_run.trainer.load(directory)
     fresh_schedule(trainer_run, steps)
 
     tracker = tracking.TrialTracker(manifest.tracking_target, FINAL_KEY, FINAL_KEY, kind=FINAL_KEY)

@@ -163,6 +163,8 @@ class SweepOutcome:
 
     manifest: SweepManifest
     results: SweepResults
+    retired_runs: list[str] = field(default_factory=list)
+    """MLflow runs of trials lost in a driver crash, soft-deleted on resume (see `retire_lost_trials`)."""
 
 
 def prepare(
@@ -301,6 +303,7 @@ def run_sweep(
     from tune_jobs.results import finish_sweep
 
     config, manifest, restore = prepare(config, run_dir, resume)
+    retired = retire_lost_trials(manifest) if resume else []
     if on_ready is not None:
         on_ready(manifest)
     init_ray(address)
@@ -316,7 +319,30 @@ def run_sweep(
         client.set_terminated(manifest.parent_run_id, status="KILLED")
         raise
     results = finish_sweep(manifest)
-    return SweepOutcome(manifest=manifest, results=results)
+    return SweepOutcome(manifest=manifest, results=results, retired_runs=retired)
+
+
+def retire_lost_trials(manifest: SweepManifest) -> list[str]:
+    """Soft-delete the MLflow child runs of trials Ray never recorded (returns their run ids).
+
+    A trial that started shortly before the driver died may be missing from Ray's last experiment
+    snapshot. Ray does not know it on resume and the searcher proposes that point again as a new
+    trial, so the old child run would be a duplicate. It is tagged, marked KILLED and soft-deleted
+    (restorable in MLflow), never purged.
+    """
+    from tune_jobs.results import load_results
+
+    try:
+        known = {row.trial_id for row in load_results(manifest).trials}
+    except UserError:
+        known = set()
+    client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
+    children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    lost = [c.info.run_id for c in children if c.data.tags.get(tracking.TAG_TRIAL_ID) not in known]
+    tracking.retire_children(
+        client, lost, "its trial started before the driver died but was not in Ray's experiment state; rerun as a new trial"
+    )
+    return lost
 
 
 class TrialStatusCallback(Callback):

@@ -44,6 +44,7 @@ TAG_TRIAL_ID = "trial_id"
 TAG_CHECKPOINT = "checkpoint"
 TAG_NODE = "node"
 TAG_RAY_NODE_ID = "ray_node_id"
+TAG_SUPERSEDED = "dense_reward.superseded"
 MAX_PARAM_CHARS = 6000
 """MLflow rejects longer param values."""
 BATCH_LIMIT = 100
@@ -189,6 +190,14 @@ def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str, kin
         order_by=["attributes.start_time ASC"],
         max_results=5000,
     )
+
+
+def retire_children(client: MlflowClient, run_ids: list[str], reason: str) -> None:
+    """Mark child runs KILLED with `reason` as a tag, then soft-delete them (MLflow can restore them)."""
+    for run_id in run_ids:
+        client.set_tag(run_id, TAG_SUPERSEDED, reason)
+        client.set_terminated(run_id, status="KILLED")
+        client.delete_run(run_id)
 
 
 def open_child(

@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         on_ready=announce,
     )
     results = outcome.results
+    if outcome.retired_runs:
+        console.print(
+            f"MLflow runs of trials lost in the crash (rerun as new trials, soft-deleted): {outcome.retired_runs}"
+        )
     console.print(render_table(results))
     best = results.best
     if best is None:
