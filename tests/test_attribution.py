@@ -264,3 +264,18 @@ def test_every_source_on_a_causal_reward_model(policy_tokenizer) -> None:
             assert credit.shape == (len(offsets),), name
             assert np.all(np.isfinite(credit)), name
             assert np.any(credit != 0), name
+
+
+def test_nan_reward_names_the_sample(policy_tokenizer) -> None:
+    from dense_reward.shaping import ShapingError
+
+    tokenizer = word_level_tokenizer()
+    module = AdditiveRewardModel(len(tokenizer), [tokenizer.pad_token_id, tokenizer.mask_token_id])
+    with torch.no_grad():
+        module.embed.weight[tokenizer.convert_tokens_to_ids("awful")] = float("nan")
+    reward_model = RewardModel(module, tokenizer, RewardModelSpec(path="additive-nan"))
+    eos = policy_tokenizer.eos_token_id
+    responses = [policy_tokenizer.encode(text) + [eos] for text in [" good day", " a nice day", " awful day"]]
+    reward = DenseReward(reward_model, policy_tokenizer, ["sparse"], {"sparse": 1.0})
+    with pytest.raises(ShapingError, match=r"reward of sample 2 is nan.*awful day"):
+        reward(["p", "q", "r"], responses)
