@@ -8,6 +8,7 @@ models: this test is about the UI, the sweep itself is covered by the sweep test
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -46,6 +47,18 @@ def free_port() -> int:
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def other_addresses() -> set[str]:
+    """This host's IPv4 addresses outside 127.0.0.0/8: the host name's and the default route's."""
+    addresses = set()
+    with contextlib.suppress(OSError):
+        addresses |= {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+        # A UDP "connect" sends nothing; it only picks the interface of the default route.
+        sock.connect(("198.51.100.1", 9))
+        addresses.add(sock.getsockname()[0])
+    return {a for a in addresses if not a.startswith("127.")}
 
 
 @pytest.fixture()
@@ -114,6 +127,12 @@ def test_ui_shows_the_sweeps_trial_runs_in_chromium(ui_url: str, sweep_run_dir: 
 
     assert ui_url.startswith("http://127.0.0.1:")
     assert ui_url.endswith("/#/experiments/1/runs")
+    # Bound to loopback only: this host's other addresses do not answer on the UI's port.
+    port = int(ui_url.split(":")[2].split("/")[0])
+    for address in other_addresses():
+        with socket.socket() as sock:
+            sock.settimeout(2)
+            assert sock.connect_ex((address, port)) != 0, f"the UI answers on {address}:{port}"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
