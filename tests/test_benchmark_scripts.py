@@ -1,0 +1,89 @@
+"""The evidence benchmarks (fidelity, paper claims) run end to end at a tiny size on the builtin tiny models."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the module executes
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(300)
+def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: Path) -> None:
+    fidelity = load_script("fidelity")
+    argv = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "fidelity.png")]
+    assert fidelity.main(argv) == 0
+
+    report = json.loads((tmp_path / "fidelity.json").read_text())
+    assert report["complete"]
+    assert set(report["sources"]) == {
+        "sparse", "attention", "gradient", "redistribution", "shap@8", "shap@12", "lime@8", "lime@12"
+    }
+    assert report["responses_total"] == 6
+    # The hand-written replies carry sentiment words, so some responses have gold credit to rank.
+    assert report["responses_scored"] >= 1
+    assert report["responses_scored"] + report["responses_constant_gold"] + report["responses_unsplittable"] == 6
+    for label, row in report["sources"].items():
+        assert row["responses_scored"] == report["responses_scored"], label
+        assert -1.0 <= row["spearman"]["median"] <= 1.0, label
+        assert row["spearman"]["q25"] <= row["spearman"]["median"] <= row["spearman"]["q75"], label
+        scored = [r for r in report["per_response_spearman"][label] if r is not None]
+        assert len(scored) == report["responses_scored"], label
+    assert report["sources"]["sparse"]["rm_sequences_per_response"] == 0.0
+    assert report["sources"]["shap@12"]["rm_sequences_per_response"] > report["sources"]["gradient"]["rm_sequences_per_response"]
+    assert "| shap@12 |" in (tmp_path / "fidelity.md").read_text()
+    assert (tmp_path / "fidelity.png").stat().st_size > 0
+
+    cache = tmp_path / "fidelity_responses.json"
+    before = cache.stat().st_mtime_ns
+    rows = fidelity.sample_responses(fidelity.parse_args(argv))
+    assert rows == json.loads(cache.read_text())["rows"]
+    assert cache.stat().st_mtime_ns == before
+
+
+@pytest.mark.timeout(300)
+def test_paper_claims_smoke_runs_every_arm_and_resumes(tmp_path: Path) -> None:
+    claims = load_script("paper_claims")
+    common = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "claims.png")]
+    bo = ["--best-weights", '{"redistribution": 1, "sparse": 3}']
+    assert claims.main([*common, *bo, "--arms", "sparse", "bo"]) == 0
+
+    report = json.loads((tmp_path / "paper_claims.json").read_text())
+    assert [(run["arm"], run["seed"]) for run in report["runs"]] == [("sparse", 0), ("bo", 0)]
+    assert report["runs"][1]["weights"] == {"redistribution": 0.25, "sparse": 0.75}
+    for run in report["runs"]:
+        assert [point["step"] for point in run["evaluations"]] == [0, 1, 2]
+        assert all(point["gold_reward"] is not None for point in run["evaluations"])
+        assert [step["step"] for step in run["steps"]] == [1, 2]
+        assert all(math.isfinite(step["value_loss"]) for step in run["steps"])
+    assert set(report["summary"]["arms"]) == {"sparse", "bo"}
+    assert "| bo |" in (tmp_path / "paper_claims.md").read_text()
+    assert (tmp_path / "claims.png").stat().st_size > 0
+
+    sparse_seconds = report["runs"][0]["seconds"]
+    assert claims.main([*common, *bo, "--arms", "sparse", "abc", "bo", "--resume"]) == 0
+    resumed = json.loads((tmp_path / "paper_claims.json").read_text())
+    assert [(run["arm"], run["seed"]) for run in resumed["runs"]] == [("sparse", 0), ("bo", 0), ("abc", 0)]
+    assert resumed["runs"][0]["seconds"] == sparse_seconds
+    assert resumed["runs"][2]["weights"] == {"attention": 0.8, "sparse": 0.2}
+
+
+def test_bo_arm_without_weights_is_refused(tmp_path: Path) -> None:
+    claims = load_script("paper_claims")
+    with pytest.raises(SystemExit, match="--sweep RUN or --best-weights"):
+        claims.main(["--smoke", "--arms", "bo", "--out-dir", str(tmp_path)])
