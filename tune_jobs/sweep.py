@@ -197,7 +197,10 @@ def prepare(
     uri = existing.tracking_uri if existing else (config.tracking.uri or tracking.default_tracking_uri(run_dir))
     client = tracking.connect(uri)
     artifacts = None if config.tracking.uri else tracking.default_artifact_location(run_dir)
-    experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
+    if existing is not None:
+        experiment_id = existing.experiment_id
+    else:
+        experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
     parent = tracking.start_sweep_run(
         client, experiment_id, config.name, config.model_dump(), run_dir, existing.parent_run_id if existing else None
     )
@@ -209,6 +212,7 @@ def prepare(
         experiment_id=experiment_id,
         parent_run_id=parent,
         config=config.model_dump(mode="json"),
+        created=existing.created if existing else time.time(),
     )
     manifest.save()
     return config, manifest, bool(resume and Tuner.can_restore(experiment_path))
