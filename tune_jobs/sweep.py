@@ -350,12 +350,16 @@ def retire_lost_trials(manifest: SweepManifest) -> list[str]:
 
 
 class TrialStatusCallback(Callback):
-    """Marks the MLflow child run of a trial that failed for good (no retries left) as FAILED."""
+    """Closes MLflow child runs the trial itself could not close.
+
+    A trial that failed for good (no retries left) is marked FAILED; a trial the scheduler stopped
+    early (ASHA) never reaches its own `finish`, so it is marked FINISHED with an `early_stopped` tag.
+    """
 
     def __init__(self, target: tracking.TrackingTarget) -> None:
         self.target = target
 
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def _child(self, trial: Any) -> tuple[Any, str | None]:
         client = tracking.MlflowClient(tracking_uri=self.target.uri)
         run_id = tracking.find_child(
             client,
@@ -363,8 +367,18 @@ class TrialStatusCallback(Callback):
             self.target.parent_run_id,
             {tracking.TAG_KIND: "trial", tracking.TAG_TRIAL_ID: trial.trial_id},
         )
+        return client, run_id
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        client, run_id = self._child(trial)
         if run_id is not None:
             client.set_terminated(run_id, status="FAILED")
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        client, run_id = self._child(trial)
+        if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "early_stopped", "true")
+            client.set_terminated(run_id, status="FINISHED")
 
 
 class ProgressTable(Callback):

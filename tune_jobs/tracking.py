@@ -200,6 +200,14 @@ def retire_children(client: MlflowClient, run_ids: list[str], reason: str) -> No
         client.delete_run(run_id)
 
 
+def close_child(target: TrackingTarget, key: str, kind: str = "trial") -> None:
+    """Mark a child run FINISHED if it is still RUNNING (its trial ended without closing it)."""
+    client = MlflowClient(tracking_uri=target.uri)
+    run_id = find_child(client, target.experiment_id, target.parent_run_id, {TAG_KIND: kind, TAG_TRIAL_ID: key})
+    if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="FINISHED")
+
+
 def open_child(
     client: MlflowClient, experiment_id: str, parent_run_id: str, kind: str, key: str, run_name: str
 ) -> str:

@@ -29,7 +29,7 @@ from ray import tune
 
 from dense_reward.config import Config, validate_config
 from tune_jobs.space import WEIGHTS_KEY
-from tune_jobs.tracking import TrackingTarget, TrialTracker
+from tune_jobs.tracking import TrackingTarget, TrialTracker, close_child
 
 TRIAL_STATE_FILE = "trial_state.json"
 """Written into every checkpoint beside the PPO state: epoch, weights and knobs of the trial."""
@@ -232,6 +232,8 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
             start_epoch = int(json.loads((Path(directory) / TRIAL_STATE_FILE).read_text())["epoch"])
     if start_epoch >= config.ppo.epochs:
         # The trial had finished when the driver died, before Ray recorded it: nothing to redo.
+        if setup.tracking is not None:
+            close_child(setup.tracking, trial_id)
         return
     run = TrialRun(config)
     if checkpoint is not None:
