@@ -118,8 +118,12 @@ def _lexicon_words(min_abs_valence: float) -> tuple[list[str], list[str]]:
     return sorted(positive), sorted(negative)
 
 
-def generate_replies(n: int, seed: int = 0) -> list[str]:
-    """`n` varied positive, negative, neutral and mixed replies of one to four sentences."""
+def generate_replies(n: int, seed: int = 0, lexicon_share: float = 0.4) -> list[str]:
+    """`n` varied positive, negative, neutral and mixed replies of one to four sentences.
+
+    `lexicon_share` of the sentiment words come from the whole VADER lexicon, the rest from the
+    short curated lists (common words a chat model actually uses).
+    """
     rng = random.Random(seed)
     lex_positive, lex_negative = _lexicon_words(min_abs_valence=1.0)
     replies = []
@@ -134,14 +138,14 @@ def generate_replies(n: int, seed: int = 0) -> list[str]:
             curated, drawn = (
                 (POSITIVE_WORDS, lex_positive) if polarity == "+" else (NEGATIVE_WORDS, lex_negative)
             )
-            word = rng.choice(curated) if rng.random() < 0.6 else rng.choice(drawn)
+            word = rng.choice(curated) if rng.random() < 1.0 - lexicon_share else rng.choice(drawn)
             sentences.append(rng.choice(SENTIMENT_TEMPLATES).format(w=word))
         replies.append(rng.choice(OPENERS) + " ".join(sentences))
     return replies
 
 
 def build_corpus(
-    n: int, prompts: list[str], separator: str = "\n", seed: int = 0
+    n: int, prompts: list[str], separator: str = "\n", seed: int = 0, lexicon_share: float = 0.4
 ) -> tuple[list[str], np.ndarray]:
     """(texts, gold) pairs: each generated reply behind a random prompt, scored on the reply alone.
 
@@ -150,7 +154,7 @@ def build_corpus(
         gold: (n,) VADER compound scores of the replies.
     """
     rng = random.Random(seed + 1)
-    replies = generate_replies(n, seed)
+    replies = generate_replies(n, seed, lexicon_share)
     texts = [rng.choice(prompts) + separator + reply for reply in replies]
     return texts, gold_reward(replies)
 
@@ -199,6 +203,7 @@ def train_reward_model(
     learning_rate: float = 2e-4,
     max_length: int = 96,
     frozen_layers: int = 2,
+    lexicon_share: float = 0.4,
     seed: int = 0,
     progress: Callable[[str], None] = print,
 ) -> Path:
@@ -223,7 +228,7 @@ def train_reward_model(
     for layer in model.bert.encoder.layer[:frozen_layers]:
         layer.requires_grad_(False)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    texts, gold = build_corpus(n_train + n_heldout, prompts, seed=seed)
+    texts, gold = build_corpus(n_train + n_heldout, prompts, seed=seed, lexicon_share=lexicon_share)
     train_texts, train_gold = texts[:n_train], gold[:n_train]
     heldout_texts, heldout_gold = texts[n_train:], gold[n_train:]
 
