@@ -25,6 +25,8 @@ import torch
 from dense_reward.config import RewardModelSpec
 from dense_reward.models import ModelLoadError, load_reward_model
 
+PADDING_BUDGET = 0.1
+"""Largest share of padded positions in one forward batch (see `RewardModel.chunks`)."""
 _SENTINEL = "\x00response\x00"
 """Stands in for the response when the chat template is rendered, to find where the response starts."""
 
@@ -179,11 +181,28 @@ class RewardModel:
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def chunks(self, sequences: Sequence[Sequence[int]]) -> Iterator[list[int]]:
-        """Index groups of at most ``spec.batch_size`` sequences of similar length (longest first)."""
+        """Index groups of at most ``spec.batch_size`` sequences of similar length (longest first).
+
+        A group also closes before padding would exceed `PADDING_BUDGET` of its tokens: padded
+        positions cost as much compute as real ones in an encoder forward.
+        """
         order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-        size = self.spec.batch_size
-        for begin in range(0, len(order), size):
-            yield order[begin : begin + size]
+        group: list[int] = []
+        width = real = 0
+        for index in order:
+            length = len(sequences[index])
+            if group and (
+                len(group) == self.spec.batch_size
+                or width * (len(group) + 1) - (real + length) > PADDING_BUDGET * width * (len(group) + 1)
+            ):
+                yield group
+                group, real = [], 0
+            if not group:
+                width = length
+            group.append(index)
+            real += length
+        if group:
+            yield group
 
     def forward(
         self,

@@ -8,7 +8,7 @@ import torch
 
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.models import ModelLoadError, load_tokenizer
-from dense_reward.reward_model import RewardModel
+from dense_reward.reward_model import PADDING_BUDGET, RewardModel
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +71,23 @@ def test_batched_scores_match_single_scores(tiny_rm_spec: RewardModelSpec) -> No
     responses = ["good " * i + "day" for i in range(7)]
     batched = small.score(prompts, responses)
     assert batched.dtype == torch.float32 and batched.shape == (7,)
-    assert small.forward_calls == 3
+    # Lengths differ a lot here, so batches are cut to keep padding low.
+    assert small.forward_calls > 3
+    calls = small.forward_calls
+    small.score(prompts, ["good day"] * 7)
+    assert small.forward_calls - calls == 3  # equal lengths: full batches of 3
     single = torch.stack([small.score([p], [r])[0] for p, r in zip(prompts, responses, strict=True)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+
+
+def test_chunks_bound_batch_size_and_padding(reward_model: RewardModel) -> None:
+    sequences = [[1] * n for n in [48, 50, 49, 30, 29, 5, 5, 5]]
+    groups = list(reward_model.chunks(sequences))
+    assert groups == [[1, 2, 0], [3, 4], [5, 6, 7]]
+    for group in groups:
+        width = max(len(sequences[i]) for i in group)
+        padded = width * len(group) - sum(len(sequences[i]) for i in group)
+        assert padded <= PADDING_BUDGET * width * len(group)
 
 
 def test_chat_template_is_used_when_present(tiny_rm_spec: RewardModelSpec) -> None:
