@@ -187,9 +187,10 @@ def test_causal_redistribution_uses_one_forward_and_matches_prefixes(policy_toke
 
     reward_model = tiny_causal_reward_model()
     batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)
-    before = reward_model.forward_calls
+    before = reward_model.sequences_scored
     credits = build_explainer("redistribution", reward_model).credit(batch)
-    assert reward_model.forward_calls - before == 1
+    # Each response is run once, not once per prefix.
+    assert reward_model.sequences_scored - before == len(batch)
     for item, credit in zip(reward_model.encode(batch.prompts, batch.responses), credits, strict=True):
         prefixes = [item.input_ids[: item.response_start + t] for t in range(item.response_length + 1)]
         np.testing.assert_allclose(credit.values, np.diff(reward_model.score_ids(prefixes)), atol=1e-5)

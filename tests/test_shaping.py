@@ -155,9 +155,9 @@ def test_attention_comes_from_the_scoring_forward(tiny_rm_spec, tiny_policy_spec
     eos = tokenizer.eos_token_id
     responses = [tokenizer.encode(" Thanks, that helps!") + [eos], tokenizer.encode(" no") + [eos]]
     reward = DenseReward(reward_model, tokenizer, ["attention", "sparse"], {"attention": 0.8, "sparse": 0.2})
-    before = reward_model.forward_calls
+    before = reward_model.sequences_scored
     out = reward(["Say thanks.", "Reply."], responses)
-    assert reward_model.forward_calls - before == 1
+    assert reward_model.sequences_scored - before == 2
     np.testing.assert_allclose(out.scores, reward_model.score(["Say thanks.", "Reply."], out.responses), rtol=1e-5)
     for ids, attention, dense, r in zip(responses, out.attributions["attention"], out.dense, out.scores, strict=True):
         assert attention.shape == (len(ids),) and attention.sum() == pytest.approx(1.0)
