@@ -120,7 +120,7 @@ def mean_metrics(history: list[dict[str, float]]) -> dict[str, float]:
 
 
 class TrialRun:
-    """The models, data and reward of one trial; `run_epoch` trains and evaluates one epoch.
+    """The models, data and reward of one trial: `train` runs PPO steps, `evaluate` measures val_reward.
 
     Also used by :mod:`tune_jobs.final` to continue training the best trial.
     """
