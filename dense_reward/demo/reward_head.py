@@ -4,9 +4,10 @@ The training corpus is generated: replies built from sentence templates whose sl
 with sentiment words (a curated list plus words drawn from the VADER lexicon) and neutral advice,
 each paired with a demo prompt the way the reward model sees it at run time
 (`prompt + separator + response`). Labels are the VADER compound scores of the reply alone, so
-the model learns to judge the reply and ignore the prompt's mood. The whole encoder is fine-tuned
-with a mean-squared-error loss on those labels (plain regression: stable on two CPU cores in a
-couple of minutes), then saved as an ordinary `AutoModelForSequenceClassification` folder.
+the model learns to judge the reply and ignore the prompt's mood. The upper encoder layers, the
+pooler and the head are fine-tuned with a mean-squared-error loss on those labels (plain
+regression: one pass, no pairing, stable on two CPU cores), then saved as an ordinary
+`AutoModelForSequenceClassification` folder.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def train_reward_model(
     model = AutoModelForSequenceClassification.from_pretrained(
         source, num_labels=1, problem_type="regression", attn_implementation="eager"
     )
-    # The lower layers keep their general-purpose features; freezing them halves the backward pass.
+    # The lower layers keep their general-purpose features; freezing them cuts a third of the backward pass.
     model.bert.embeddings.requires_grad_(False)
     for layer in model.bert.encoder.layer[:frozen_layers]:
         layer.requires_grad_(False)
