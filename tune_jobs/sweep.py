@@ -314,7 +314,7 @@ def run_sweep(
     # Ray snapshots the experiment after every kept checkpoint (what makes --resume exact) and warns
     # that this is frequent; with short trials it is, by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    callbacks = [*(callbacks or []), TrialStatusCallback(manifest.tracking_target)]
+    callbacks = [*(callbacks or []), TrialStatusCallback(manifest.tracking_target, config.ppo.epochs)]
     tuner = build_tuner(config, manifest, callbacks, restore)
     client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
     try:
@@ -353,11 +353,14 @@ class TrialStatusCallback(Callback):
     """Closes MLflow child runs the trial itself could not close.
 
     A trial that failed for good (no retries left) is marked FAILED; a trial the scheduler stopped
-    early (ASHA) never reaches its own `finish`, so it is marked FINISHED with an `early_stopped` tag.
+    (ASHA, which also stops a trial at its last epoch) never reaches its own `finish`, so it is marked
+    FINISHED here, tagged `early_stopped` when it ended before `epochs`. The checkpoint tag is set here
+    too, from the checkpoint Ray persisted, because a stopped trial never runs past its last report.
     """
 
-    def __init__(self, target: tracking.TrackingTarget) -> None:
+    def __init__(self, target: tracking.TrackingTarget, epochs: int) -> None:
         self.target = target
+        self.epochs = epochs
 
     def _child(self, trial: Any) -> tuple[Any, str | None]:
         client = tracking.MlflowClient(tracking_uri=self.target.uri)
@@ -376,9 +379,16 @@ class TrialStatusCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         client, run_id = self._child(trial)
-        if run_id is not None and client.get_run(run_id).info.status == "RUNNING":
+        if run_id is None or client.get_run(run_id).info.status != "RUNNING":
+            return
+        if int((trial.last_result or {}).get("epoch", 0)) < self.epochs:
             client.set_tag(run_id, "early_stopped", "true")
-            client.set_terminated(run_id, status="FINISHED")
+        client.set_terminated(run_id, status="FINISHED")
+
+    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        client, run_id = self._child(trial)
+        if run_id is not None:
+            client.set_tag(run_id, tracking.TAG_CHECKPOINT, checkpoint.path)
 
 
 class ProgressTable(Callback):

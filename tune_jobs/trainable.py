@@ -137,6 +137,7 @@ class TrialRun:
         tokenizer = load_tokenizer(config.models.policy, "models.policy", padding_side="left")
         self.splits = load_prompts(config.data, tokenizer)
         self.reward_model = RewardModel.from_spec(config.models.reward)
+        self.reward_model.prompt_texts = self.splits.raw
         self.dense_reward = DenseReward.from_config(config, self.reward_model, tokenizer)
         self.trainer = PPOTrainer.from_config(config, self.dense_reward, total_steps=total_steps)
         self.gold_scorer = gold_scorer_from_config(config)
@@ -261,11 +262,7 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
                 page = run.heatmaps(evaluation.get("samples", []), title=f"{trial_name}, epoch {epoch}")
                 if page is not None:
                     tracker.log_text(page, f"heatmaps/epoch_{epoch:03d}.html")
+            # The driver tags the MLflow run with the checkpoint once Ray has persisted it.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
-        if tracker is not None:
-            # The checkpoint's final place is known only after report() has persisted it.
-            persisted = tune.get_checkpoint()
-            if persisted is not None:
-                tracker.log_epoch(epoch, {}, checkpoint=persisted.path)
     if tracker is not None:
         tracker.finish("FINISHED")
