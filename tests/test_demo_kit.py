@@ -149,8 +149,10 @@ def test_converted_policy_is_a_plain_llama_that_answers_sensibly(policy_dir: Pat
 def test_reward_head_agrees_with_gold_on_heldout(reward_dir: Path) -> None:
     report = json.loads((reward_dir / "agreement.json").read_text())
     assert report["heldout"]["n"] == 160
-    assert report["heldout"]["pairwise_accuracy"] > 0.65, report
-    assert report["heldout"]["spearman"] > 0.4, report
+    assert report["heldout"]["pairwise_accuracy"] > 0.75, report
+    assert report["heldout"]["spearman"] > 0.6, report
+    # Plain hand-written replies, unlike the training templates.
+    assert report["natural_replies"]["pairwise_accuracy"] > 0.65, report
 
 
 @pytest.mark.timeout(600)
