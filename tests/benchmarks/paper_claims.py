@@ -360,11 +360,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["runs"] = previous.get("runs", [])
         report["wall_seconds"] = previous.get("wall_seconds", 0.0)
         done = {(r["arm"], r["seed"]) for r in report["runs"]}
+    for path in args.include:
+        # Runs of the same settings made by another process (e.g. one process per seed on a 2-core box).
+        for other in json.loads(Path(path).read_text())["runs"]:
+            if (other["arm"], other["seed"]) not in done:
+                report["runs"].append(other)
+                done.add((other["arm"], other["seed"]))
     started = time.perf_counter() - report["wall_seconds"]
     # Seed-major order: a run cut short still leaves every arm with the same seeds done.
     for seed in args.seeds:
         for arm in args.arms:
-            if (arm, seed) in done:
+            if (arm, seed) in done or args.report_only:
                 continue
             weights = arm_weights(arm, list(base.shaping.sources), bo["weights"])
             print(f"{arm} seed {seed}: weights {weights}", flush=True)
@@ -372,6 +378,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             report["runs"].append({"arm": arm, "seed": seed, "weights": weights, **result})
             report["wall_seconds"] = time.perf_counter() - started
             write(report, args)
+    if not report["runs"]:
+        raise SystemExit(f"no runs to summarise in {existing}")
+    settings["seeds"] = sorted({run["seed"] for run in report["runs"]})
+    settings["arms"] = list(dict.fromkeys(run["arm"] for run in report["runs"]))
     report["summary"] = summarise(report, args.threshold)
     return report
 
@@ -395,6 +405,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, default=None, help="val_reward threshold (default: see the docstring)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     parser.add_argument("--resume", action="store_true", help="keep the runs already in <out-dir>/paper_claims.json")
+    parser.add_argument("--report-only", action="store_true", help="train nothing; summarise the runs already there")
+    parser.add_argument("--include", nargs="+", default=[], metavar="JSON", help="add the runs of other paper_claims.json files")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=DOCS / "paper_claims.png")
     parser.add_argument("--smoke", action="store_true", help="tiny.yaml models, one seed, 2 steps, 2 validation prompts")
