@@ -42,6 +42,22 @@ def _builtin_builders() -> dict[str, Callable[[Path], Path]]:
     return builders
 
 
+def build_in_place(target: Path, build: Callable[[Path], object]) -> None:
+    """Run `build(folder)` on a folder beside `target`, then rename it to `target`.
+
+    Concurrent trials building the same model never see half a folder; the loser of the race
+    drops its copy.
+    """
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    build(tmp)
+    try:
+        tmp.replace(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve_model_path(path: str, field: str = "model") -> str:
     """Turn a config `path` into something `from_pretrained` takes; build `builtin:` models on first use."""
     if path.startswith("builtin:"):
@@ -51,15 +67,7 @@ def resolve_model_path(path: str, field: str = "model") -> str:
             raise ModelLoadError(f"{field}: unknown built-in model {name!r}; known: {sorted(builders)}")
         target = cache_dir() / "builtin" / name
         if not (target / "config.json").is_file():
-            # Built beside the target and renamed, so concurrent trials never see half a folder.
-            tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-            builders[name](tmp)
-            try:
-                tmp.replace(target)
-            except OSError:
-                if not (target / "config.json").is_file():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
+            build_in_place(target, builders[name])
         return str(target)
     local = Path(path).expanduser()
     looks_local = path.startswith((".", "/", "~")) or local.exists()

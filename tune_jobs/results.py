@@ -165,6 +165,29 @@ def ui_command(manifest: SweepManifest) -> str:
     return f"dense-reward ui --run-dir {manifest.run_dir}"
 
 
+def print_summary(console: Any, results: SweepResults, manifest: SweepManifest) -> bool:
+    """Print the trial table, the best trial (weights, knobs, checkpoint) and the MLflow command.
+
+    Returns False when no trial has reported val_reward yet.
+    """
+    console.print(render_table(results))
+    best = results.best
+    if best is None:
+        console.print("[red]no trial has reported val_reward yet[/red]")
+        return False
+    weights = ", ".join(f"{s}={w:.3f}" for s, w in best.weights.items())
+    console.print(f"best trial: {best.trial_id}  val_reward={best.best_val_reward:.4f}")
+    console.print(f"best weights: {weights}")
+    if best.knobs:
+        console.print("best knobs: " + ", ".join(f"{k}={v:.4g}" for k, v in best.knobs.items()))
+    console.print(f"best checkpoint: {best.best_checkpoint}")
+    console.print(f"MLflow: {manifest.tracking_uri}  (open it with `{ui_command(manifest)}`)")
+    unfinished = [row.trial_id for row in results.trials if row.status != "TERMINATED"]
+    if unfinished:
+        console.print(f"[yellow]trials not finished: {unfinished}[/yellow]")
+    return True
+
+
 def finish_sweep(manifest: SweepManifest) -> SweepResults:
     """After `Tuner.fit`: write the results CSV and the plots, log them to the parent run, close it."""
     from tune_jobs.plots import convergence_plot, weights_plot

@@ -7,9 +7,8 @@ sweep, with progress lines, and does nothing the second time.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +57,8 @@ def build_kit(progress: Progress = print) -> dict[str, Path]:
     Each model is built beside its final folder and renamed into place, so a sweep started at the
     same time never sees half a folder.
     """
+    from dense_reward.models import build_in_place
+
     folders = {}
     for name, builder in BUILDERS.items():
         target = kit_dir(name)
@@ -67,14 +68,7 @@ def build_kit(progress: Progress = print) -> dict[str, Path]:
             continue
         progress(f"{name}: building (first run only)")
         started = time.perf_counter()
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        builder(tmp, progress=progress)
-        try:
-            tmp.replace(target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        build_in_place(target, functools.partial(builder, progress=progress))
         progress(f"{name}: built in {time.perf_counter() - started:.0f} s at {target}")
     agreement_file = folders[REWARD_MODEL_NAME] / "agreement.json"
     if agreement_file.is_file():

@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tune_jobs.results import console as make_console
-    from tune_jobs.results import load_results, render_table, ui_command
+    from tune_jobs.results import load_results, print_summary
     from tune_jobs.sweep import resolve_run
 
     manifest = resolve_run(args.run)
@@ -21,14 +21,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results.to_dict(), indent=2))
         return 0
-    console = make_console()
-    console.print(render_table(results))
-    best = results.best
-    if best is None:
-        console.print("no trial has reported val_reward yet")
-        return 0
-    weights = ", ".join(f"{s}={w:.3f}" for s, w in best.weights.items())
-    console.print(f"best trial: {best.trial_id}  val_reward={best.best_val_reward:.4f}  weights: {weights}")
-    console.print(f"best checkpoint: {best.best_checkpoint}")
-    console.print(f"MLflow: {manifest.tracking_uri}  (`{ui_command(manifest)}`)")
+    print_summary(make_console(), results, manifest)
     return 0

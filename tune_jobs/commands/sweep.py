@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tune_jobs.results import console as make_console
-    from tune_jobs.results import render_table, ui_command
+    from tune_jobs.results import print_summary
     from tune_jobs.sweep import RUNS_ROOT, ProgressTable, default_run_dir, resolve_run, run_sweep
 
     console = make_console()
@@ -62,19 +62,4 @@ def run(args: argparse.Namespace) -> int:
         console.print(
             f"MLflow runs of trials lost in the crash (rerun as new trials, soft-deleted): {outcome.retired_runs}"
         )
-    console.print(render_table(results))
-    best = results.best
-    if best is None:
-        console.print("[red]no trial reported val_reward[/red]")
-        return 1
-    weights = ", ".join(f"{s}={w:.3f}" for s, w in best.weights.items())
-    console.print(f"best trial: {best.trial_id}  val_reward={best.best_val_reward:.4f}")
-    console.print(f"best weights: {weights}")
-    if best.knobs:
-        console.print("best knobs: " + ", ".join(f"{k}={v:.4g}" for k, v in best.knobs.items()))
-    console.print(f"best checkpoint: {best.best_checkpoint}")
-    console.print(f"MLflow: {outcome.manifest.tracking_uri}  (open it with `{ui_command(outcome.manifest)}`)")
-    failed = [row.trial_id for row in results.trials if row.status != "TERMINATED"]
-    if failed:
-        console.print(f"[yellow]trials not finished: {failed}[/yellow]")
-    return 0
+    return 0 if print_summary(console, results, outcome.manifest) else 1
