@@ -215,12 +215,30 @@ def summarise(report: dict[str, Any], manual_threshold: float | None) -> dict[st
             np.mean([s.get("attribution_seconds", 0.0) for run in runs for s in run["steps"]])
         )
         row["run_seconds_mean"] = float(np.mean([run["seconds"] for run in runs]))
+        row["value_loss_vs_sparse"] = paired_ratio(runs, by_arm.get("sparse", []), "value_loss")
         arms[arm] = row
     return {"thresholds": thresholds, "arms": arms}
 
 
+def paired_ratio(runs: list[dict[str, Any]], baseline: list[dict[str, Any]], key: str) -> float | None:
+    """Mean over seeds and steps of run/baseline - 1 for the same seed and step (None without a baseline)."""
+    by_seed = {run["seed"]: run for run in baseline}
+    ratios = [
+        step[key] / base[key] - 1.0
+        for run in runs
+        if run["seed"] in by_seed
+        for step, base in zip(run["steps"], by_seed[run["seed"]]["steps"], strict=True)
+        if base[key] != 0
+    ]
+    return float(np.mean(ratios)) if ratios else None
+
+
 def fmt_steps(reached: list[int | None]) -> str:
     return ", ".join("-" if r is None else str(r) for r in reached) or "n/a"
+
+
+def fmt_percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1%}"
 
 
 def fmt_value(value: float | None) -> str:
@@ -246,7 +264,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{fmt_value(t['val_reward'])}, gold_reward {fmt_value(t['gold_reward'])}. `-` = not reached within the budget.",
         "",
         "| arm | weights | val_reward final (mean ± sd) | gold_reward final (mean ± sd) | val best | "
-        "steps to val thr. | steps to gold thr. | value loss (mean) | value loss (2nd half) | s / step |",
+        "steps to val thr. | steps to gold thr. | value loss (mean) | value loss vs sparse (same seed, step) | s / step |",
         "|---|---|---:|---:|---:|---|---|---:|---:|---:|",
     ]
     for arm, row in summary["arms"].items():
@@ -255,12 +273,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {arm} | {weights} | {row['val_reward_final_mean']:+.4f} ± {row['val_reward_final_std']:.4f} | "
             f"{row['gold_reward_final_mean']:+.4f} ± {row['gold_reward_final_std']:.4f} | {row['val_reward_best_mean']:+.4f} | "
             f"{fmt_steps(row['val_reward_steps_to_threshold'])} | {fmt_steps(row['gold_reward_steps_to_threshold'])} | "
-            f"{row['value_loss_mean']:.4f} | {row['value_loss_last_half_mean']:.4f} | {row['step_seconds_mean']:.1f} |"
+            f"{row['value_loss_mean']:.4f} | {fmt_percent(row['value_loss_vs_sparse'])} | {row['step_seconds_mean']:.1f} |"
         )
     first = next(iter(summary["arms"].values()))
     lines += [
         "",
-        f"Start (step 0, same policy for every arm): val_reward {first['val_reward_start']:+.4f}, "
+        f"Start (step 0, before any update; mean over seeds): val_reward {first['val_reward_start']:+.4f}, "
         f"gold_reward {first['gold_reward_start']:+.4f}. Wall time {report['wall_seconds'] / 60:.1f} min "
         f"on {s['cpu_count']} shared CPUs (load average {s['load_average_at_start']:.1f} at start).",
     ]
@@ -359,6 +377,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         previous = json.loads(existing.read_text())
         report["runs"] = previous.get("runs", [])
         report["wall_seconds"] = previous.get("wall_seconds", 0.0)
+        # The machine load when the runs started, not when they were merged or resumed.
+        settings["load_average_at_start"] = previous.get("settings", settings)["load_average_at_start"]
         done = {(r["arm"], r["seed"]) for r in report["runs"]}
     for path in args.include:
         # Runs of the same settings made by another process (e.g. one process per seed on a 2-core box).
