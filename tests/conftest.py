@@ -22,6 +22,17 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp.undo()
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and the machine's cores are shared with other tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_policy_spec() -> ModelSpec:
     return ModelSpec(path="builtin:tiny-gpt2")

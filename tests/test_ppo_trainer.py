@@ -21,13 +21,7 @@ CREDITED = range(100, 164)
 """Token ids the test rewards credit: about one in eight of the tiny vocabulary, never EOS."""
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and the machine's cores are shared with other tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def token_reward(dense: bool, response_length: int) -> Callable[[list[str], list[list[int]]], RewardOutput]:
