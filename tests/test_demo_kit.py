@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ray_fixtures import ray_local  # noqa: F401
 
 from dense_reward.demo import DEMO_PROMPTS_PATH
 from dense_reward.demo.gold import gold_reward, word_credit
@@ -168,3 +169,76 @@ def test_reward_model_folder_loads_through_the_standard_path(reward_dir: Path) -
     scores = score_texts(model, tokenizer, [prompt + "\n" + reply for reply in replies])
     assert scores.shape == (2,)
     assert scores[0] > scores[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# `dense-reward demo` on the kit, shrunk by config: few prompts, 2 trials, one short PPO step each
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_demo_config(policy_dir: Path, reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import yaml
+
+    from dense_reward.demo.prompts import load_demo_prompts
+    from tune_jobs.commands.demo import DEMO_CONFIG
+
+    folder = tmp_path_factory.mktemp("small-demo")
+    prompts = folder / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in load_demo_prompts()[:12]))
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["models"]["policy"]["path"] = str(policy_dir)
+    config["models"]["reward"]["path"] = str(reward_dir)
+    config["models"]["reward"]["max_length"] = 64
+    config["data"] = {"source": str(prompts), "validation_fraction": 0.25}
+    config["shaping"]["shap"]["max_evals"] = 8
+    config["shaping"]["lime"]["num_samples"] = 8
+    config["ppo"].update(
+        epochs=1, steps_per_epoch=1, batch_size=2, mini_batch_size=2, update_epochs=1, max_new_tokens=8
+    )
+    config["evaluation"].update(max_prompts=2, batch_size=2)
+    config["search"].update(trials=2, n_init=2, max_concurrent=2)
+    path = folder / "demo-small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
+    small_demo_config: Path,
+    ray_local: None,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from dense_reward.config import load_config
+    from tune_jobs.cli import main
+    from tune_jobs.commands.demo import free_run_dir
+    from tune_jobs.results import load_results
+    from tune_jobs.sweep import resolve_run
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--config", str(small_demo_config), "--name", "small"]) == 0
+    out = capsys.readouterr().out
+    assert "names no kit model: nothing to build" in out
+    assert "best vs sparse-only" in out
+    assert "demo finished in" in out
+
+    results = load_results(resolve_run(tmp_path / "runs" / "small"))
+    rows = sorted(results.trials, key=lambda row: row.index)
+    assert [row.status for row in rows] == ["TERMINATED", "TERMINATED"]
+    # The config's first points: the sparse baseline, then ABC.
+    assert rows[0].weights["sparse"] == pytest.approx(1.0)
+    assert rows[1].weights["attention"] == pytest.approx(0.8)
+    assert rows[1].weights["sparse"] == pytest.approx(0.2)
+    for row in rows:
+        assert row.best_val_reward is not None and np.isfinite(row.best_val_reward)
+        assert -1.0 <= row.metrics["gold_reward"] <= 1.0
+    assert len((tmp_path / "runs" / "small" / "results.csv").read_text().splitlines()) == 3
+    assert (tmp_path / "runs" / "small" / "plots" / "bo_convergence.png").is_file()
+
+    # Running the demo again does not collide with the finished run.
+    config = load_config(small_demo_config).with_overrides({"name": "small"})
+    again, run_dir = free_run_dir(config, explicit_name=False)
+    assert (again.name, run_dir) == ("small-2", Path("runs") / "small-2")

@@ -51,8 +51,14 @@ def kit_dir(name: str) -> Path:
     return cache_dir() / "builtin" / name
 
 
-def build_kit(progress: Progress = print) -> dict[str, Path]:
-    """Build every kit model not yet in the cache; returns name -> folder.
+def kit_names_in(paths: list[str]) -> list[str]:
+    """The kit models among config model paths (`builtin:<name>` with a kit builder), in kit order."""
+    wanted = {path.removeprefix("builtin:") for path in paths if path.startswith("builtin:")}
+    return [name for name in BUILDERS if name in wanted]
+
+
+def build_kit(progress: Progress = print, names: list[str] | None = None) -> dict[str, Path]:
+    """Build the kit models `names` (default: all) not yet in the cache; returns name -> folder.
 
     Each model is built beside its final folder and renamed into place, so a sweep started at the
     same time never sees half a folder.
@@ -60,7 +66,8 @@ def build_kit(progress: Progress = print) -> dict[str, Path]:
     from dense_reward.models import build_in_place
 
     folders = {}
-    for name, builder in BUILDERS.items():
+    for name in BUILDERS if names is None else names:
+        builder = BUILDERS[name]
         target = kit_dir(name)
         folders[name] = target
         if (target / "config.json").is_file():
@@ -70,8 +77,8 @@ def build_kit(progress: Progress = print) -> dict[str, Path]:
         started = time.perf_counter()
         build_in_place(target, functools.partial(builder, progress=progress))
         progress(f"{name}: built in {time.perf_counter() - started:.0f} s at {target}")
-    agreement_file = folders[REWARD_MODEL_NAME] / "agreement.json"
-    if agreement_file.is_file():
+    agreement_file = kit_dir(REWARD_MODEL_NAME) / "agreement.json"
+    if REWARD_MODEL_NAME in folders and agreement_file.is_file():
         heldout = json.loads(agreement_file.read_text())["heldout"]
         progress(
             f"{REWARD_MODEL_NAME}: agrees with the gold scorer on held-out replies: pairwise accuracy "

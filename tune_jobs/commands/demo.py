@@ -3,6 +3,9 @@
 The sweep is `tune_jobs/configs/demo.yaml`: a BO search over the weights of five sources on
 SmolLM2-135M-Instruct with a MiniLM reward model trained to agree with VADER. Its first points are
 sparse-only and ABC, so the table always holds the two baselines next to what BO found.
+
+Every run gets its own run dir: ``./runs/demo``, then ``./runs/demo-2``, ... unless ``--name`` is
+given; ``--resume`` continues ``./runs/demo`` (or ``--name``) after an interruption.
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dense_reward.errors import UserError
+
+if TYPE_CHECKING:
+    from dense_reward.config import Config
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -19,59 +26,94 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="sweep config (default: demo.yaml)")
     parser.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
-    parser.add_argument("--name", help="run name (default: demo); the run dir is ./runs/<name>")
+    parser.add_argument(
+        "--name", help="run name; the run dir is ./runs/<name> (default: demo, or demo-2, ... when taken)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted demo sweep")
     parser.add_argument("--kit-only", action="store_true", help="build the kit and stop")
 
 
-def _compare(results, console) -> None:
+def free_run_dir(config: Config, explicit_name: bool) -> tuple[Config, Path]:
+    """The config and run dir of a new demo run: ``runs/<name>``, or ``runs/<name>-2``, ... when taken."""
+    from tune_jobs.sweep import default_run_dir, read_manifest
+
+    run_dir = default_run_dir(config)
+    if explicit_name or read_manifest(run_dir) is None:
+        return config, run_dir
+    base, number = config.name, 2
+    while read_manifest(default_run_dir(config.with_overrides({"name": f"{base}-{number}"}))) is not None:
+        number += 1
+    config = config.with_overrides({"name": f"{base}-{number}"})
+    return config, default_run_dir(config)
+
+
+def compare(results, console) -> None:
     """Print the best trial against the sparse-only trial on val_reward and gold_reward."""
     sparse = next((row for row in results.trials if row.weights.get("sparse", 0.0) > 1 - 1e-9), None)
     best = results.best
     if best is None or sparse is None:
         return
-    console.print("\nbest vs sparse-only (last epoch, validation prompts):")
+    console.print("\nbest vs sparse-only (validation prompts, epoch of the best val_reward / last epoch):")
     for label, row in (("best", best), ("sparse-only", sparse)):
         gold = row.metrics.get("gold_reward")
         gold_text = f"{gold:.4f}" if gold is not None else "n/a"
-        val = f"{row.val_reward:.4f}" if row.val_reward is not None else "n/a"
-        console.print(f"  {label:<12} {row.trial_id}: val_reward={val}  gold_reward={gold_text}")
+        val = f"{row.best_val_reward:.4f}" if row.best_val_reward is not None else "n/a"
+        last = f"{row.val_reward:.4f}" if row.val_reward is not None else "n/a"
+        console.print(
+            f"  {label:<12} trial {row.index} ({row.trial_id}): best val_reward={val}  "
+            f"last val_reward={last}  last gold_reward={gold_text}"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     from dense_reward.config import load_config
-    from dense_reward.demo.kit import build_kit
-    from tune_jobs.commands import sweep as sweep_command
+    from dense_reward.demo.kit import build_kit, kit_names_in
+    from tune_jobs.commands.sweep import sweep_and_summarise
     from tune_jobs.results import console as make_console
-    from tune_jobs.results import load_results
-    from tune_jobs.sweep import default_run_dir, resolve_run
+    from tune_jobs.sweep import default_run_dir
 
     console = make_console()
     if not args.config.is_file():
-        raise UserError(f"demo config not found: {args.config}")
+        raise UserError(f"--config: demo config not found: {args.config}")
+    config = load_config(args.config)
+    overrides = {}
+    if args.name:
+        overrides["name"] = args.name
+    if args.trials is not None:
+        overrides["search.trials"] = args.trials
+    config = config.with_overrides(overrides) if overrides else config
+
     started = time.perf_counter()
+    models = config.models
+    names = kit_names_in([models.policy.path, models.reward.path] + ([models.reference.path] if models.reference else []))
     console.print("[bold]1/2 demo kit[/bold] (SmolLM2-135M-Instruct policy, MiniLM reward model, VADER gold)")
-    build_kit(progress=lambda line: console.print(f"  {line}"))
-    console.print(f"  kit ready in {time.perf_counter() - started:.0f} s")
+    if names:
+        build_kit(progress=lambda line: console.print(f"  {line}"), names=names)
+        console.print(f"  kit ready in {time.perf_counter() - started:.0f} s")
+    else:
+        console.print(f"  {args.config.name} names no kit model: nothing to build")
     if args.kit_only:
         return 0
 
-    console.print("[bold]2/2 BO sweep[/bold] over the weights of sparse, attention, redistribution, shap, lime")
-    sweep_args = argparse.Namespace(
-        config=str(args.config),
-        name=args.name,
-        run_dir=None,
-        address=None,
-        trials=args.trials,
-        max_concurrent=None,
-        resume=args.resume,
+    if args.resume:
+        run_dir = default_run_dir(config)
+    else:
+        config, run_dir = free_run_dir(config, explicit_name=bool(args.name))
+    sources = ", ".join(config.shaping.sources)
+    console.print(
+        f"[bold]2/2 BO sweep[/bold] over the weights of {sources}: {config.search.trials} trials, "
+        f"{config.search.max_concurrent} at once, {config.ppo.epochs} epochs each"
     )
-    status = sweep_command.run(sweep_args)
-    config = load_config(args.config)
-    if args.name:
-        config = config.with_overrides({"name": args.name})
-    manifest = resolve_run(default_run_dir(config))
-    _compare(load_results(manifest), console)
-    console.print(f"\nplots: {Path(manifest.run_dir) / 'plots'}  results: {Path(manifest.run_dir) / 'results.csv'}")
-    console.print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    status, outcome = sweep_and_summarise(config, run_dir, resume=args.resume, console=console)
+    compare(outcome.results, console)
+    run_path = Path(outcome.manifest.run_dir)
+    console.print(f"\nplots: {run_path / 'plots'}  results: {run_path / 'results.csv'}")
+    elapsed = time.perf_counter() - started
+    if any(row.status != "TERMINATED" for row in outcome.results.trials):
+        console.print(
+            f"[yellow]demo stopped after {elapsed:.0f} s with trials unfinished; continue it with "
+            f"`dense-reward demo --resume --name {config.name}`[/yellow]"
+        )
+        return 1
+    console.print(f"demo finished in {elapsed:.0f} s")
     return status

@@ -20,11 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune_jobs.results import console as make_console
-    from tune_jobs.results import print_summary
-    from tune_jobs.sweep import RUNS_ROOT, ProgressTable, default_run_dir, resolve_run, run_sweep
+    from tune_jobs.sweep import RUNS_ROOT, default_run_dir, resolve_run
 
-    console = make_console()
     if args.config is None and not args.resume:
         raise UserError("a CONFIG file is needed (only --resume can go without one)")
     if args.config is not None:
@@ -44,22 +41,36 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or RUNS_ROOT / args.name
         config = resolve_run(run_dir).load_config()
 
+    status, _ = sweep_and_summarise(config, run_dir, address=args.address, resume=args.resume)
+    return status
+
+
+def sweep_and_summarise(config, run_dir: Path, address: str | None = None, resume: bool = False, console=None):
+    """Run (or resume) the sweep with the live progress table, then print its summary.
+
+    Returns ``(exit status, SweepOutcome)``; the status is 1 when no trial reported val_reward.
+    """
+    from tune_jobs.results import console as make_console
+    from tune_jobs.results import print_summary
+    from tune_jobs.sweep import ProgressTable, run_sweep
+
+    console = console or make_console()
+
     def announce(manifest) -> None:
-        verb = "resuming" if args.resume else "starting"
+        verb = "resuming" if resume else "starting"
         console.print(f"{verb} sweep [bold]{manifest.name}[/bold] in {manifest.run_dir}")
         console.print(f"MLflow: {manifest.tracking_uri} (parent run {manifest.parent_run_id})")
 
     outcome = run_sweep(
         config,
         run_dir=run_dir,
-        address=args.address,
-        resume=args.resume,
+        address=address,
+        resume=resume,
         callbacks=[ProgressTable(config.shaping.sources)],
         on_ready=announce,
     )
-    results = outcome.results
     if outcome.retired_runs:
         console.print(
             f"MLflow runs of trials lost in the crash (rerun as new trials, soft-deleted): {outcome.retired_runs}"
         )
-    return 0 if print_summary(console, results, outcome.manifest) else 1
+    return (0 if print_summary(console, outcome.results, outcome.manifest) else 1), outcome
