@@ -7,10 +7,11 @@ sweep, with progress lines, and does nothing the second time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dense_reward.demo import DEMO_PROMPTS_PATH
@@ -51,6 +52,22 @@ def kit_dir(name: str) -> Path:
     return cache_dir() / "builtin" / name
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No transformers progress bars or load reports (the new reward head is "missing" by design)."""
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
 def kit_names_in(paths: list[str]) -> list[str]:
     """The kit models among config model paths (`builtin:<name>` with a kit builder), in kit order."""
     wanted = {path.removeprefix("builtin:") for path in paths if path.startswith("builtin:")}
@@ -75,7 +92,8 @@ def build_kit(progress: Progress = print, names: list[str] | None = None) -> dic
             continue
         progress(f"{name}: building (first run only)")
         started = time.perf_counter()
-        build_in_place(target, functools.partial(builder, progress=progress))
+        with quiet_transformers():
+            build_in_place(target, functools.partial(builder, progress=progress))
         progress(f"{name}: built in {time.perf_counter() - started:.0f} s at {target}")
     agreement_file = kit_dir(REWARD_MODEL_NAME) / "agreement.json"
     if REWARD_MODEL_NAME in folders and agreement_file.is_file():

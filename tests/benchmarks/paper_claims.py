@@ -88,6 +88,11 @@ def parse_weights(text: str) -> dict[str, float]:
     return {k: float(v) / total for k, v in weights.items()}
 
 
+def same_weights(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Equal mixing weights (a source missing from one side has weight 0)."""
+    return all(abs(a.get(k, 0.0) - b.get(k, 0.0)) < 1e-6 for k in {*a, *b})
+
+
 def arm_weights(arm: str, sources: list[str], bo: dict[str, float] | None) -> dict[str, float]:
     if arm == "sparse":
         return {"sparse": 1.0}
@@ -196,6 +201,7 @@ def summarise(report: dict[str, Any], manual_threshold: float | None) -> dict[st
     arms = {}
     for arm, runs in by_arm.items():
         row: dict[str, Any] = {"weights": runs[0]["weights"], "seeds": [run["seed"] for run in runs]}
+        row["same_as"] = runs[0].get("same_as")
         for key in ("val_reward", "gold_reward"):
             _, values = curve(runs, key)
             row[f"{key}_start"] = float(values[:, 0].mean())
@@ -269,6 +275,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for arm, row in summary["arms"].items():
         weights = ", ".join(f"{k} {v:.2f}" for k, v in row["weights"].items() if v > 0)
+        if row.get("same_as"):
+            weights += f" (the {row['same_as']} runs)"
         lines.append(
             f"| {arm} | {weights} | {row['val_reward_final_mean']:+.4f} ± {row['val_reward_final_std']:.4f} | "
             f"{row['gold_reward_final_mean']:+.4f} ± {row['gold_reward_final_std']:.4f} | {row['val_reward_best_mean']:+.4f} | "
@@ -390,9 +398,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # Seed-major order: a run cut short still leaves every arm with the same seeds done.
     for seed in args.seeds:
         for arm in args.arms:
-            if (arm, seed) in done or args.report_only:
+            if (arm, seed) in done:
                 continue
             weights = arm_weights(arm, list(base.shaping.sources), bo["weights"])
+            twin = next((r for r in report["runs"] if r["seed"] == seed and same_weights(r["weights"], weights)), None)
+            if twin is not None:
+                # Same weights and seed = the same run (e.g. the sweep's best is a baseline): reuse it.
+                print(f"{arm} seed {seed}: weights equal the {twin['arm']} arm's, reusing its run", flush=True)
+                report["runs"].append({**twin, "arm": arm, "same_as": twin["arm"]})
+                done.add((arm, seed))
+                continue
+            if args.report_only:
+                continue
             print(f"{arm} seed {seed}: weights {weights}", flush=True)
             result = train_one(run_config(base, args, weights, seed), f"{arm}/{seed}")
             report["runs"].append({"arm": arm, "seed": seed, "weights": weights, **result})
