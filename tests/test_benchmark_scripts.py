@@ -83,6 +83,22 @@ def test_paper_claims_smoke_runs_every_arm_and_resumes(tmp_path: Path) -> None:
     assert resumed["runs"][2]["weights"] == {"attention": 0.8, "sparse": 0.2}
 
 
+def test_paper_claims_reuses_the_runs_of_an_arm_with_equal_weights(tmp_path: Path) -> None:
+    claims = load_script("paper_claims")
+    common = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "claims.png")]
+    # The sweep's best is often a baseline: BO weights equal to ABC's are the ABC runs, not new ones.
+    assert claims.main([*common, "--best-weights", '{"sparse": 1, "attention": 4}', "--arms", "abc"]) == 0
+    first = json.loads((tmp_path / "paper_claims.json").read_text())
+    assert claims.main([*common, "--best-weights", '{"sparse": 1, "attention": 4}', "--arms", "abc", "bo", "--resume"]) == 0
+
+    report = json.loads((tmp_path / "paper_claims.json").read_text())
+    abc, bo = report["runs"]
+    assert (bo["arm"], bo["same_as"]) == ("bo", "abc")
+    assert bo["evaluations"] == abc["evaluations"] == first["runs"][0]["evaluations"]
+    assert report["summary"]["arms"]["bo"]["value_loss_vs_sparse"] is None
+    assert "| bo | attention 0.80, sparse 0.20 (the abc runs) |" in (tmp_path / "paper_claims.md").read_text()
+
+
 def test_bo_arm_without_weights_is_refused(tmp_path: Path) -> None:
     claims = load_script("paper_claims")
     with pytest.raises(SystemExit, match="--sweep RUN or --best-weights"):

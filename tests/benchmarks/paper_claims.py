@@ -301,7 +301,13 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     by_arm: dict[str, list[dict[str, Any]]] = {}
+    aliases: dict[str, list[str]] = {}
     for run in report["runs"]:
+        if run.get("same_as"):
+            # A reused run would hide the arm it copies: one line, labelled with both names.
+            if run["arm"] not in aliases.setdefault(run["same_as"], []):
+                aliases[run["same_as"]].append(run["arm"])
+            continue
         by_arm.setdefault(run["arm"], []).append(run)
     panels = [
         ("val_reward", "evaluations", "val_reward (RM, greedy, validation)"),
@@ -313,7 +319,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     for axis, (key, where, title) in zip(axes, panels, strict=True):
         for arm, runs in by_arm.items():
             steps, values = curve(runs, key, where)
-            (line,) = axis.plot(steps, values.mean(axis=0), marker="o", markersize=3, label=f"{arm} (n={len(runs)})")
+            (line,) = axis.plot(steps, values.mean(axis=0), marker="o", markersize=3, label=" = ".join([arm, *aliases.get(arm, [])]) + f" (n={len(runs)})")
             axis.fill_between(steps, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
         if report["summary"]["thresholds"].get(key) is not None:
             axis.axhline(report["summary"]["thresholds"][key], color="grey", linestyle="--", linewidth=0.8)
@@ -388,9 +394,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The machine load when the runs started, not when they were merged or resumed.
         settings["load_average_at_start"] = previous.get("settings", settings)["load_average_at_start"]
         done = {(r["arm"], r["seed"]) for r in report["runs"]}
-    for path in args.include:
+    for index, path in enumerate(args.include):
         # Runs of the same settings made by another process (e.g. one process per seed on a 2-core box).
-        for other in json.loads(Path(path).read_text())["runs"]:
+        included = json.loads(Path(path).read_text())
+        # The processes ran side by side: the wall time is the longest, the load the first one's at its start.
+        report["wall_seconds"] = max(report["wall_seconds"], included.get("wall_seconds", 0.0))
+        if index == 0 and not done:
+            settings["load_average_at_start"] = included["settings"]["load_average_at_start"]
+        for other in included["runs"]:
             if (other["arm"], other["seed"]) not in done:
                 report["runs"].append(other)
                 done.add((other["arm"], other["seed"]))
