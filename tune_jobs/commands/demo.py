@@ -54,6 +54,8 @@ def compare(results, console) -> None:
     if best is None or sparse is None:
         return
     console.print("\nbest vs sparse-only (validation prompts, epoch of the best val_reward / last epoch):")
+    if best.trial_id == sparse.trial_id:
+        console.print("  the best trial is the sparse-only baseline: no weights tried beat it")
     for label, row in (("best", best), ("sparse-only", sparse)):
         gold = row.metrics.get("gold_reward")
         gold_text = f"{gold:.4f}" if gold is not None else "n/a"
