@@ -242,3 +242,6 @@ def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
     config = load_config(small_demo_config).with_overrides({"name": "small"})
     again, run_dir = free_run_dir(config, explicit_name=False)
     assert (again.name, run_dir) == ("small-2", Path("runs") / "small-2")
+    pinned = config.with_overrides({"resources.storage_path": str(tmp_path / "runs" / "small")})
+    with pytest.raises(UserError, match="resources.storage_path fixes the run dir"):
+        free_run_dir(pinned, explicit_name=False)

@@ -40,6 +40,11 @@ def free_run_dir(config: Config, explicit_name: bool) -> tuple[Config, Path]:
     run_dir = default_run_dir(config)
     if explicit_name or read_manifest(run_dir) is None:
         return config, run_dir
+    if config.resources.storage_path and "://" not in config.resources.storage_path:
+        raise UserError(
+            f"{run_dir} already holds sweep {config.name!r} and resources.storage_path fixes the run dir; "
+            "pass --resume to continue it, or set another resources.storage_path"
+        )
     base, number = config.name, 2
     while read_manifest(default_run_dir(config.with_overrides({"name": f"{base}-{number}"}))) is not None:
         number += 1
