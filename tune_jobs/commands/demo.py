@@ -75,20 +75,14 @@ def compare(results, console) -> None:
 def run(args: argparse.Namespace) -> int:
     from dense_reward.config import load_config
     from dense_reward.demo.kit import build_kit, kit_names_in
-    from tune_jobs.commands.sweep import sweep_and_summarise
+    from tune_jobs.commands.sweep import sweep_and_summarise, with_cli_overrides
     from tune_jobs.results import console as make_console
     from tune_jobs.sweep import default_run_dir
 
     console = make_console()
     if not args.config.is_file():
         raise UserError(f"--config: demo config not found: {args.config}")
-    config = load_config(args.config)
-    overrides = {}
-    if args.name:
-        overrides["name"] = args.name
-    if args.trials is not None:
-        overrides["search.trials"] = args.trials
-    config = config.with_overrides(overrides) if overrides else config
+    config = with_cli_overrides(load_config(args.config), args.name, args.trials)
 
     started = time.perf_counter()
     models = config.models

@@ -19,21 +19,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the sweep in the run dir after a crash")
 
 
+def with_cli_overrides(config, name: str | None, trials: int | None, max_concurrent: int | None = None):
+    """`config` with the `--name`, `--trials` and `--max-concurrent` a user gave (None = keep the config's)."""
+    overrides: dict[str, object] = {}
+    if name:
+        overrides["name"] = name
+    if trials is not None:
+        overrides["search.trials"] = trials
+    if max_concurrent is not None:
+        overrides["search.max_concurrent"] = max_concurrent
+    return config.with_overrides(overrides) if overrides else config
+
+
 def run(args: argparse.Namespace) -> int:
     from tune_jobs.sweep import RUNS_ROOT, default_run_dir, resolve_run
 
     if args.config is None and not args.resume:
         raise UserError("a CONFIG file is needed (only --resume can go without one)")
     if args.config is not None:
-        config = load_config(args.config)
-        overrides = {}
-        if args.name:
-            overrides["name"] = args.name
-        if args.trials is not None:
-            overrides["search.trials"] = args.trials
-        if args.max_concurrent is not None:
-            overrides["search.max_concurrent"] = args.max_concurrent
-        config = config.with_overrides(overrides) if overrides else config
+        config = with_cli_overrides(load_config(args.config), args.name, args.trials, args.max_concurrent)
         run_dir = args.run_dir or default_run_dir(config)
     else:
         if not (args.run_dir or args.name):
