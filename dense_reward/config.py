@@ -7,30 +7,31 @@ Unknown keys are rejected and every error names the full field path and the bad 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeFloat,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from dense_reward.errors import UserError
+from dense_reward.simplex import SOURCES, check_sources, check_weights
 
-SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient")
-"""Every attribution source the library knows, in a fixed order."""
 
 
 class ConfigError(UserError, ValueError):
     """A config file or value is wrong; the message names the field path and the value."""
 
 
-class _Strict(BaseModel):
+class StrictSection(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
@@ -39,7 +40,7 @@ class _Strict(BaseModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictSection):
     """Where a model comes from and how it is placed."""
 
     path: str = Field(description="Hugging Face hub id, local folder, or `builtin:<name>` (built offline).")
@@ -60,7 +61,7 @@ class RewardModelSpec(ModelSpec):
     use_chat_template: bool = Field(default=True, description="Use the RM tokenizer's chat template when it has one.")
 
 
-class LoraSpec(_Strict):
+class LoraSpec(StrictSection):
     """LoRA adapters (peft) for the policy and the critic."""
 
     enabled: bool = Field(default=False, description="Train LoRA adapters instead of all weights.")
@@ -70,7 +71,7 @@ class LoraSpec(_Strict):
     target_modules: list[str] | None = Field(default=None, description="Module names; None = peft's default.")
 
 
-class ValueSpec(_Strict):
+class ValueSpec(StrictSection):
     """The critic."""
 
     init: Literal["policy", "reward"] = Field(
@@ -79,7 +80,7 @@ class ValueSpec(_Strict):
     head_on_policy: bool = Field(default=False, description="A value head on the policy instead of a critic.")
 
 
-class ModelsConfig(_Strict):
+class ModelsConfig(StrictSection):
     """Policy, reference, reward and value models."""
 
     policy: ModelSpec = Field(description="The causal LM being trained.")
@@ -96,7 +97,7 @@ class ModelsConfig(_Strict):
 # --------------------------------------------------------------------------------------------------
 
 
-class DataConfig(_Strict):
+class DataConfig(StrictSection):
     """Prompt dataset and its train/validation split."""
 
     source: str = Field(description="Hub id, local .jsonl/.json/.parquet file, or `builtin:<name>`.")
@@ -119,15 +120,15 @@ class DataConfig(_Strict):
 # --------------------------------------------------------------------------------------------------
 
 
-class ShapConfig(_Strict):
+class ShapConfig(StrictSection):
     max_evals: int = Field(default=64, ge=4, description="RM evaluations per response (PartitionExplainer).")
 
 
-class LimeConfig(_Strict):
+class LimeConfig(StrictSection):
     num_samples: int = Field(default=64, ge=4, description="Perturbed samples per response.")
 
 
-class ShapingConfig(_Strict):
+class ShapingConfig(StrictSection):
     """Which attribution sources are mixed and how they are normalised."""
 
     sources: list[str] = Field(
@@ -149,29 +150,17 @@ class ShapingConfig(_Strict):
     @field_validator("sources")
     @classmethod
     def _known_sources(cls, value: list[str]) -> list[str]:
-        unknown = [s for s in value if s not in SOURCES]
-        if unknown:
-            raise ValueError(f"unknown source(s) {unknown}; known: {list(SOURCES)}")
-        if len(set(value)) != len(value):
-            raise ValueError(f"sources repeat: {value}")
-        if not value:
-            raise ValueError("at least one source is needed")
-        return value
+        return check_sources(value, field="shaping.sources")
 
-    @model_validator(mode="after")
-    def _weights_on_simplex(self) -> ShapingConfig:
-        if self.weights is None:
-            return self
-        unknown = [k for k in self.weights if k not in self.sources]
-        if unknown:
-            raise ValueError(f"weights name source(s) {unknown} not in sources {self.sources}")
-        negative = {k: v for k, v in self.weights.items() if v < 0}
-        if negative:
-            raise ValueError(f"weights must be >= 0, got {negative}")
-        total = sum(self.weights.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"weights must sum to 1, got {total:g}")
-        return self
+    @field_validator("weights")
+    @classmethod
+    def _weights_on_simplex(cls, value: dict[str, float] | None, info: ValidationInfo) -> dict[str, float] | None:
+        if value is None:
+            return value
+        sources = info.data.get("sources")
+        if sources is None:  # the sources failed their own check, which reports it
+            return value
+        return check_weights(value, sources, field="shaping.weights")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,7 +168,7 @@ class ShapingConfig(_Strict):
 # --------------------------------------------------------------------------------------------------
 
 
-class PPOConfig(_Strict):
+class PPOConfig(StrictSection):
     """PPO hyperparameters (names follow the N+ implementation details paper)."""
 
     epochs: int = Field(default=10, ge=1, description="Passes over the training prompts per trial.")
@@ -211,7 +200,7 @@ class PPOConfig(_Strict):
     seed: int = Field(default=0, description="Seed of sampling and initialisation.")
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(StrictSection):
     """How val_reward (the search objective) is measured."""
 
     max_prompts: int | None = Field(default=None, ge=1, description="Cap on validation prompts.")
@@ -221,80 +210,11 @@ class EvaluationConfig(_Strict):
     heatmap_samples: int = Field(default=3, ge=0, description="Validation samples drawn as token heatmaps.")
 
 
-# --------------------------------------------------------------------------------------------------
-# search, tracking, resources
-# --------------------------------------------------------------------------------------------------
+class Config(StrictSection):
+    """The library's sections of a run: models, data, shaping, PPO, evaluation.
 
-
-class KnobSpec(_Strict):
-    """A box-constrained knob searched beside the weights (e.g. `shaping.tau`, `ppo.kl_coef`)."""
-
-    low: float = Field(description="Lower bound.")
-    high: float = Field(description="Upper bound.")
-    log: bool = Field(default=False, description="Search on a log scale.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> KnobSpec:
-        if not self.low < self.high:
-            raise ValueError(f"low must be < high, got low={self.low}, high={self.high}")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log-scale knob needs low > 0, got {self.low}")
-        return self
-
-
-KNOBS = ("shaping.tau", "ppo.kl_coef", "ppo.learning_rate", "ppo.ent_coef")
-"""Config fields a sweep may search beside the weights."""
-
-
-class SearchConfig(_Strict):
-    """The outer loop: which searcher proposes weights (and knobs), and how many trials."""
-
-    searcher: Literal["botorch", "optuna-tpe", "optuna-gp", "random"] = Field(default="botorch")
-    trials: int = Field(default=25, ge=1, description="Trials in the sweep.")
-    n_init: int = Field(default=5, ge=1, description="Quasi-random trials before the GP.")
-    max_concurrent: int = Field(default=1, ge=1, description="Trials running at once.")
-    seed: int = Field(default=0, description="Searcher seed.")
-    points_to_evaluate: list[dict[str, float]] = Field(
-        default_factory=list, description="Weights to try first (count toward n_init)."
-    )
-    knobs: dict[str, KnobSpec] = Field(default_factory=dict, description="Box knobs searched with the weights.")
-    early_stopping: bool = Field(default=False, description="ASHA early stopping on val_reward.")
-    grace_period: int = Field(default=2, ge=1, description="ASHA: epochs before a trial may be stopped.")
-
-    @field_validator("knobs")
-    @classmethod
-    def _known_knobs(cls, value: dict[str, KnobSpec]) -> dict[str, KnobSpec]:
-        unknown = [k for k in value if k not in KNOBS]
-        if unknown:
-            raise ValueError(f"unknown knob(s) {unknown}; known: {list(KNOBS)}")
-        return value
-
-
-class TrackingConfig(_Strict):
-    """MLflow."""
-
-    uri: str | None = Field(default=None, description="Tracking URI; None = sqlite:///<run dir>/mlflow.db.")
-    experiment: str = Field(default="dense-reward", description="MLflow experiment name.")
-    register_model: str | None = Field(default=None, description="Registry name for `final` (default: run name).")
-
-
-class ResourcesConfig(_Strict):
-    """What a trial asks Ray for, and how faults are handled."""
-
-    cpus_per_trial: float = Field(default=1.0, gt=0.0, description="CPUs per trial (fractions allowed).")
-    gpus_per_trial: float = Field(default=0.0, ge=0.0, description="GPUs per trial (fractions allowed).")
-    custom_per_trial: dict[str, NonNegativeFloat] = Field(
-        default_factory=dict,
-        description="Extra Ray resources per trial, e.g. {trial_slot: 1}; nodes offer them with `ray start --resources`.",
-    )
-    max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
-    storage_path: str | None = Field(default=None, description="Ray storage; None = ./runs/<name>.")
-    checkpoints_to_keep: int = Field(default=2, ge=1, description="Best checkpoints kept per trial.")
-    torch_threads: int | None = Field(default=None, ge=1, description="torch threads per trial.")
-
-
-class Config(_Strict):
-    """A whole dense-reward run: models, data, shaping, PPO, search, tracking, resources."""
+    A sweep file adds `search`, `tracking` and `resources`, which belong to the service
+    (`tune_jobs.config.SweepConfig`); the YAML format is one file for both."""
 
     name: str = Field(default="dense-reward", description="Run name (also the default run directory).")
     seed: int = Field(default=0, description="Global seed.")
@@ -303,9 +223,6 @@ class Config(_Strict):
     shaping: ShapingConfig = Field(default_factory=ShapingConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -318,12 +235,9 @@ class Config(_Strict):
                 "ppo.mini_batch_size must be a multiple of ppo.gradient_accumulation_steps, got "
                 f"{self.ppo.mini_batch_size} and {self.ppo.gradient_accumulation_steps}"
             )
-        unknown = [k for p in self.search.points_to_evaluate for k in p if k not in self.shaping.sources]
-        if unknown:
-            raise ValueError(f"search.points_to_evaluate names source(s) {unknown} not in shaping.sources")
         return self
 
-    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+    def with_overrides(self, overrides: dict[str, Any]) -> Self:
         """A copy with dotted-path fields replaced, e.g. ``{"ppo.kl_coef": 0.1}``; validated again."""
         data = self.model_dump()
         for dotted, value in overrides.items():
@@ -336,7 +250,7 @@ class Config(_Strict):
             if not isinstance(node, dict) or leaf not in node:
                 raise ConfigError(f"{dotted}: no such field")
             node[leaf] = value
-        return validate_config(data, source="overrides")
+        return validate_config(data, source="overrides", schema=type(self))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -354,7 +268,8 @@ def _format_error(error: ValidationError, source: str) -> str:
         elif kind == "missing":
             message = "required field is missing"
         else:
-            message = item["msg"].removeprefix("Value error, ")
+            # Our own checks name the field themselves; keep the one prefix.
+            message = item["msg"].removeprefix("Value error, ").removeprefix(f"{path}: ")
             message = message.replace("Input should be greater than or equal to", "must be >=")
             message = message.replace("Input should be greater than", "must be >")
             message = message.replace("Input should be less than or equal to", "must be <=")
@@ -366,18 +281,22 @@ def _format_error(error: ValidationError, source: str) -> str:
     return f"invalid config {source}:\n  " + "\n  ".join(lines)
 
 
-def validate_config(data: Any, source: str = "<dict>") -> Config:
-    """Validate a plain mapping into a :class:`Config`; raise :class:`ConfigError` naming each bad field."""
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def validate_config(data: Any, source: str = "<dict>", schema: type[ConfigT] = Config) -> ConfigT:
+    """Validate a plain mapping into `schema` (a :class:`Config` by default); raise :class:`ConfigError`
+    naming each bad field."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid config {source}: the top level must be a mapping, got {type(data).__name__}")
     try:
-        return Config.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_error(error, source)) from None
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def load_config(path: str | Path, schema: type[ConfigT] = Config) -> ConfigT:
+    """Read and validate a YAML config file into `schema` (a sweep file: `tune_jobs.config.SweepConfig`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -385,4 +304,4 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    return validate_config(data, source=str(path))
+    return validate_config(data, source=str(path), schema=schema)

@@ -85,9 +85,6 @@ class RewardModel:
         """Model forwards run so far (each on up to ``spec.batch_size`` sequences)."""
         self.sequences_scored = 0
         """Sequences (prompt + full or perturbed response) scored so far."""
-        self.prompt_texts: dict[str, str] = {}
-        """Policy-formatted prompt -> the raw prompt the RM reads instead (`PromptSplits.raw`): the policy's
-        chat template is the policy's business; the RM joins the raw text with its own template."""
 
     @classmethod
     def from_spec(cls, spec: RewardModelSpec) -> RewardModel:
@@ -101,7 +98,6 @@ class RewardModel:
 
     def join(self, prompt: str, response: str) -> tuple[str, int]:
         """The text the RM reads for (prompt, response) and the character index where the response starts."""
-        prompt = self.prompt_texts.get(prompt, prompt)
         if not self.uses_chat_template:
             head = prompt + self.spec.separator
             return head + response, len(head)

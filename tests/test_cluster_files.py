@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dense_reward.config import load_config
+from tune_jobs.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -125,7 +125,7 @@ def check_dense_reward(argv: list[str]) -> Any:
     config = getattr(args, "config", None)
     if config and not config.startswith("/tmp/"):
         assert repo_path(config).is_file(), f"{shlex.join(argv)}: config {config} does not exist"
-        load_config(repo_path(config))
+        load_sweep_config(repo_path(config))
     return args
 
 
@@ -333,7 +333,7 @@ def test_rayjob_entrypoint_renders_the_config_with_the_pods_environment(tmp_path
     argv = [str(local) if t == rendered else str(repo_path(t)) if t.startswith(APP_DIR + "/") else t for t in argv]
     done = subprocess.run([str(BIN / "dense-reward"), *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    config = load_config(local)
+    config = load_sweep_config(local)
     assert config.tracking.uri == env_data["MLFLOW_TRACKING_URI"]
     assert config.resources.storage_path.startswith(env_data["DENSE_REWARD_STORAGE"] + "/")
 

@@ -127,18 +127,3 @@ def test_slow_tokenizer_is_refused(reward_model: RewardModel) -> None:
 
     with pytest.raises(ModelLoadError, match="fast tokenizer"):
         RewardModel(reward_model.model, Slow(), RewardModelSpec(path="x"))
-
-
-def test_rm_reads_the_raw_prompt_behind_a_policy_chat_template(tiny_rm_spec) -> None:
-    from dense_reward.reward_model import RewardModel
-
-    reward_model = RewardModel.from_spec(tiny_rm_spec)
-    formatted = "<|user|>How are you?<|assistant|>"
-    plain = reward_model.score(["How are you?"], ["Fine, thanks."])
-    before = reward_model.score([formatted], ["Fine, thanks."])
-    reward_model.prompt_texts = {formatted: "How are you?"}
-    text, start = reward_model.join(formatted, "Fine, thanks.")
-    assert text.startswith("How are you?") and text[start:] == "Fine, thanks."
-    after = reward_model.score([formatted], ["Fine, thanks."])
-    assert after.item() == pytest.approx(plain.item(), abs=1e-6)
-    assert before.item() != pytest.approx(plain.item(), abs=1e-6)

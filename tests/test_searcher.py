@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 from ray.tune.search import ConcurrencyLimiter
 
-from dense_reward.config import Config, ConfigError, KnobSpec
-from tune_jobs.searcher import (
+from dense_reward.config import ConfigError
+from tune_jobs.config import KnobSpec
+from tune_jobs.config import SweepConfig as Config
+from tune_jobs.search import (
     BoTorchSearcher,
     RandomSimplexSearcher,
     SimplexOptunaSearch,
     make_searcher,
 )
-from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 SOURCES = ("sparse", "attention", "redistribution", "shap")
 KNOBS = {"ppo.kl_coef": KnobSpec(low=1e-3, high=0.5, log=True), "ppo.ent_coef": KnobSpec(low=0.0, high=0.1)}

@@ -10,9 +10,9 @@ import pytest
 from ray import tune
 from ray_fixtures import ray_local  # noqa: F401
 
-from dense_reward.config import Config
-from tune_jobs.searcher import BoTorchSearcher, make_searcher
-from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+from tune_jobs.config import SweepConfig as Config
+from tune_jobs.search import BoTorchSearcher, make_searcher
+from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from dense_reward.config import Config, ConfigError, KnobSpec
-from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+from dense_reward.config import ConfigError
+from tune_jobs.config import KnobSpec
+from tune_jobs.config import SweepConfig as Config
+from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 SOURCES4 = ("sparse", "attention", "redistribution", "shap")
 KNOBS = {"shaping.tau": KnobSpec(low=0.1, high=10.0, log=True), "ppo.ent_coef": KnobSpec(low=0.0, high=0.1)}

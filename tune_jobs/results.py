@@ -17,7 +17,7 @@ from typing import Any
 
 from dense_reward.errors import UserError
 from tune_jobs import tracking
-from tune_jobs.space import WEIGHTS_KEY
+from tune_jobs.search.space import WEIGHTS_KEY
 from tune_jobs.sweep import METRIC, MODE, SweepManifest
 
 

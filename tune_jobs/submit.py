@@ -26,7 +26,8 @@ import yaml
 
 import dense_reward
 import tune_jobs
-from dense_reward.config import Config, ConfigError, load_config
+from dense_reward.config import ConfigError
+from tune_jobs.config import SweepConfig, load_sweep_config
 from dense_reward.errors import UserError
 
 JOB_CONFIG_NAME = "sweep.yaml"
@@ -71,9 +72,9 @@ def parse_assignments(pairs: list[str], option: str) -> dict[str, Any]:
     return result
 
 
-def resolve_config(path: str | Path, overrides: dict[str, Any]) -> Config:
+def resolve_config(path: str | Path, overrides: dict[str, Any]) -> SweepConfig:
     """Load the config file and apply the overrides; every error names the field and the value."""
-    config = load_config(path)
+    config = load_sweep_config(path)
     if not overrides:
         return config
     try:
@@ -82,13 +83,13 @@ def resolve_config(path: str | Path, overrides: dict[str, Any]) -> Config:
         raise ConfigError(f"{path} with --set {overrides}: {error}") from None
 
 
-def write_config(config: Config, path: Path) -> None:
+def write_config(config: SweepConfig, path: Path) -> None:
     """Save the config as YAML with every default filled in, so the cluster cannot read it differently."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
-def cluster_notes(config: Config) -> list[str]:
+def cluster_notes(config: SweepConfig) -> list[str]:
     """Settings that work on one machine but lose results on a cluster."""
     notes = []
     if config.resources.storage_path is None:
@@ -106,7 +107,7 @@ def cluster_notes(config: Config) -> list[str]:
 
 
 def build_job(
-    config: Config,
+    config: SweepConfig,
     staging_dir: Path,
     *,
     ship_code: bool = True,

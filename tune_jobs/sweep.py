@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
-from dense_reward.config import Config, ConfigError, validate_config
+from dense_reward.config import ConfigError
+from tune_jobs.config import SweepConfig, validate_sweep_config
 from dense_reward.errors import UserError
 from tune_jobs import tracking
 from tune_jobs.trainable import FaultHook, TrialSetup, train_trial
@@ -62,8 +63,8 @@ class SweepManifest:
     def tracking_target(self) -> tracking.TrackingTarget:
         return tracking.TrackingTarget(self.tracking_uri, self.experiment_id, self.parent_run_id)
 
-    def load_config(self) -> Config:
-        return validate_config(self.config, source=str(Path(self.run_dir) / MANIFEST))
+    def load_config(self) -> SweepConfig:
+        return validate_sweep_config(self.config, source=str(Path(self.run_dir) / MANIFEST))
 
     def save(self) -> None:
         path = Path(self.run_dir) / MANIFEST
@@ -96,7 +97,7 @@ def resolve_run(run: str | Path) -> SweepManifest:
     raise UserError(f"unknown run {str(run)!r}: no {looked}; pass a run dir or the name of a sweep under ./runs")
 
 
-def default_run_dir(config: Config) -> Path:
+def default_run_dir(config: SweepConfig) -> Path:
     """``resources.storage_path`` when it is a local path, else ``./runs/<name>``."""
     storage = config.resources.storage_path
     if storage and "://" not in storage:
@@ -104,7 +105,7 @@ def default_run_dir(config: Config) -> Path:
     return RUNS_ROOT / config.name
 
 
-def storage_path_of(config: Config, run_dir: Path) -> str:
+def storage_path_of(config: SweepConfig, run_dir: Path) -> str:
     """Ray's ``storage_path``: the run dir, or the URI in ``resources.storage_path`` (e.g. s3://...)."""
     storage = config.resources.storage_path
     if storage and "://" in storage:
@@ -117,11 +118,11 @@ def storage_path_of(config: Config, run_dir: Path) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def preflight(config: Config) -> None:
+def preflight(config: SweepConfig) -> None:
     """Fail on bad models or prompts now, with one clear error, rather than in every trial."""
     from dense_reward.data import load_prompts
     from dense_reward.models import load_tokenizer, resolve_model_path
-    from tune_jobs.searcher import make_searcher
+    from tune_jobs.search import make_searcher
 
     make_searcher(config)
     resolve_model_path(config.models.policy.path, "models.policy.path")
@@ -170,10 +171,10 @@ class SweepOutcome:
 
 
 def prepare(
-    config: Config,
+    config: SweepConfig,
     run_dir: Path | None = None,
     resume: bool = False,
-) -> tuple[Config, SweepManifest, bool]:
+) -> tuple[SweepConfig, SweepManifest, bool]:
     """Check the run dir and the tracking store, open the parent run and write the manifest.
 
     Returns (config, manifest, restore) where `restore` says Ray has an experiment to restore. On
@@ -220,7 +221,7 @@ def prepare(
     return config, manifest, bool(resume and Tuner.can_restore(experiment_path))
 
 
-def make_trainable(config: Config, manifest: SweepManifest) -> Any:
+def make_trainable(config: SweepConfig, manifest: SweepManifest) -> Any:
     """`train_trial` with the shared setup bound and the trial's resources attached."""
     from ray import tune
 
@@ -242,12 +243,12 @@ def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def build_tuner(config: Config, manifest: SweepManifest, callbacks: list[Any], restore: bool) -> Any:
+def build_tuner(config: SweepConfig, manifest: SweepManifest, callbacks: list[Any], restore: bool) -> Any:
     """A new `Tuner` for the sweep, or the one restored from its experiment folder."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from tune_jobs.searcher import make_searcher
+    from tune_jobs.search import make_searcher
 
     trainable = make_trainable(config, manifest)
     if restore:
@@ -288,7 +289,7 @@ def build_tuner(config: Config, manifest: SweepManifest, callbacks: list[Any], r
 
 
 def run_sweep(
-    config: Config,
+    config: SweepConfig,
     run_dir: Path | None = None,
     address: str | None = None,
     resume: bool = False,

@@ -28,7 +28,7 @@ import ray
 from ray import tune
 
 from dense_reward.config import Config, validate_config
-from tune_jobs.space import WEIGHTS_KEY
+from tune_jobs.search.space import WEIGHTS_KEY
 from tune_jobs.tracking import TrackingTarget, TrialTracker, close_child
 
 TRIAL_STATE_FILE = "trial_state.json"

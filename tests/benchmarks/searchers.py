@@ -102,8 +102,8 @@ def make_objective(shape: str, d: int, seed: int) -> Objective:
 
 
 def build_searcher(name: str, d: int, seed: int) -> Any:
-    from tune_jobs.searcher import BoTorchSearcher, RandomSimplexSearcher, SimplexOptunaSearch
-    from tune_jobs.space import SearchSpace
+    from tune_jobs.search import BoTorchSearcher, RandomSimplexSearcher, SimplexOptunaSearch
+    from tune_jobs.search.space import SearchSpace
 
     space = SearchSpace(SOURCES[:d])
     if name == "botorch":
@@ -123,7 +123,7 @@ def run_one(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logging.getLogger("tune_jobs.searcher").setLevel(logging.ERROR)
+    logging.getLogger("tune_jobs.search").setLevel(logging.ERROR)
     objective = make_objective(shape, d, seed)
     searcher = build_searcher(name, d, seed)
     noise = np.random.default_rng([seed, 99])
@@ -166,11 +166,11 @@ def botorch_latency(d: int, suggestions: int) -> dict[str, Any]:
     """Time BoTorch suggestions once 50 trials have completed (each new one completes before the next)."""
     import torch
 
-    from tune_jobs.searcher import BoTorchSearcher
-    from tune_jobs.space import SearchSpace
+    from tune_jobs.search import BoTorchSearcher
+    from tune_jobs.search.space import SearchSpace
 
     torch.set_num_threads(1)
-    logging.getLogger("tune_jobs.searcher").setLevel(logging.ERROR)
+    logging.getLogger("tune_jobs.search").setLevel(logging.ERROR)
     objective = make_objective("bump", d, 0)
     space = SearchSpace(SOURCES[:d])
     searcher = BoTorchSearcher(space, seed=0, n_init=50)

@@ -6,7 +6,7 @@ import argparse
 
 import yaml
 
-from dense_reward.config import load_config
+from tune_jobs.config import load_sweep_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.file)
+    config = load_sweep_config(args.file)
     if args.action == "validate":
         print(f"{args.file}: valid ({config.name}: {len(config.shaping.sources)} sources, {config.search.trials} trials)")
     else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from dense_reward.errors import UserError
 
 if TYPE_CHECKING:
-    from dense_reward.config import Config
+    from tune_jobs.config import SweepConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kit-only", action="store_true", help="build the kit and stop")
 
 
-def free_run_dir(config: Config, explicit_name: bool) -> tuple[Config, Path]:
+def free_run_dir(config: SweepConfig, explicit_name: bool) -> tuple[SweepConfig, Path]:
     """The config and run dir of a new demo run: ``runs/<name>``, or ``runs/<name>-2``, ... when taken."""
     from tune_jobs.sweep import default_run_dir, read_manifest
 
@@ -73,7 +73,7 @@ def compare(results, console) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dense_reward.config import load_config
+    from tune_jobs.config import load_sweep_config
     from dense_reward.demo.kit import build_kit, kit_names_in
     from tune_jobs.commands.sweep import sweep_and_summarise, with_cli_overrides
     from tune_jobs.results import console as make_console
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     if not args.config.is_file():
         raise UserError(f"--config: demo config not found: {args.config}")
-    config = with_cli_overrides(load_config(args.config), args.name, args.trials)
+    config = with_cli_overrides(load_sweep_config(args.config), args.name, args.trials)
 
     started = time.perf_counter()
     models = config.models

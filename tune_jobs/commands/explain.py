@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from dense_reward.attribution import policy_token_offsets
-from dense_reward.config import load_config
+from tune_jobs.config import load_sweep_config
 from dense_reward.errors import UserError
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
@@ -56,7 +56,7 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    config = load_sweep_config(args.config)
     weights = parse_weights(args.weights)
     if weights is not None:
         # Weighted sources outside the config's list are still explained, so the mix can be tried.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dense_reward.config import load_config
+from tune_jobs.config import load_sweep_config
 from dense_reward.errors import UserError
 
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None and not args.resume:
         raise UserError("a CONFIG file is needed (only --resume can go without one)")
     if args.config is not None:
-        config = with_cli_overrides(load_config(args.config), args.name, args.trials, args.max_concurrent)
+        config = with_cli_overrides(load_sweep_config(args.config), args.name, args.trials, args.max_concurrent)
         run_dir = args.run_dir or default_run_dir(config)
     else:
         if not (args.run_dir or args.name):

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from dense_reward.config import SOURCES, Config, ConfigError, KnobSpec
+from dense_reward.config import ConfigError
+from dense_reward.simplex import SOURCES
+from tune_jobs.config import KnobSpec, SweepConfig as Config
 
 MIN_SOURCES = 2
 MAX_SOURCES = 6

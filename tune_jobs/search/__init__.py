@@ -1,4 +1,4 @@
-"""Searchers that propose trial configs on a :class:`~tune_jobs.space.SearchSpace` for Ray Tune.
+"""Searchers that propose trial configs on a :class:`~tune_jobs.search.space.SearchSpace` for Ray Tune.
 
 - :class:`BoTorchSearcher`: ``n_init`` quasi-random points (user start points first), then a GP
   (SingleTaskGP) and qLogNoisyExpectedImprovement optimised on the simplex, running trials pending.
@@ -30,8 +30,9 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import parse_spec_vars
 
-from dense_reward.config import Config, ConfigError
-from tune_jobs.space import WEIGHTS_KEY, SearchSpace
+from dense_reward.config import ConfigError
+from tune_jobs.config import SweepConfig as Config
+from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 METRIC = "val_reward"
 MODE = "max"
