@@ -21,8 +21,7 @@ from pydantic import (
 )
 
 from dense_reward.errors import UserError
-from dense_reward.simplex import SOURCES, check_sources, check_weights
-
+from dense_reward.simplex import check_sources, check_weights
 
 
 class ConfigError(UserError, ValueError):

@@ -4,31 +4,32 @@ For weights w on the probability simplex over the sources (DESIGN.md section 1):
 
     dense_t = r * sum_k w_k * normalized_k[t]        so  sum_t dense_t == r
 
-`sparse` and `attention` are distributions already (they are only renormalised); the other sources
-go through the configured normaliser. `DenseReward` runs the whole chain for PPO: decode the policy
+Sources whose credit is a distribution already (the explainer says so: `is_distribution`, e.g. `sparse`
+and `attention`) are only renormalised; the others go through the configured normaliser. `DenseReward` runs the whole chain for PPO: decode the policy
 tokens, score with the RM, explain with every source, shape.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from dense_reward.attribution import EXPLAINERS
 from dense_reward.attribution.align import align_credit, policy_token_offsets
 from dense_reward.attribution.attention import AttentionExplainer
 from dense_reward.attribution.base import Explainer, ScoredBatch, build_explainer
 from dense_reward.attribution.sparse import last_token_one_hot
-from dense_reward.config import SOURCES, Config
+from dense_reward.config import ShapingConfig
 from dense_reward.errors import UserError
 from dense_reward.reward_model import RewardModel
+from dense_reward.simplex import check_weights
 
 NORMALIZERS = ("softmax", "l1", "signed")
-DISTRIBUTION_SOURCES = ("sparse", "attention")
-"""Sources whose credit is already a distribution over the tokens: never softmaxed."""
 SIGNED_MIN_RATIO = 1e-3
 """`signed` falls back to `sparse` when |sum a| < SIGNED_MIN_RATIO * sum |a| (the scale would explode)."""
 
@@ -84,29 +85,13 @@ def as_distribution(values: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def validate_weights(weights: Mapping[str, float], tolerance: float = 1e-6) -> dict[str, float]:
-    """Check that `weights` name known sources, are >= 0 and sum to 1; return them as floats."""
-    if not weights:
-        raise ShapingError("shaping.weights: no weights given; e.g. {'sparse': 1.0}")
-    unknown = sorted(k for k in weights if k not in SOURCES)
-    if unknown:
-        raise ShapingError(f"shaping.weights: unknown source(s) {unknown}; known: {list(SOURCES)}")
-    clean = {k: float(v) for k, v in weights.items()}
-    bad = {k: v for k, v in clean.items() if not np.isfinite(v) or v < 0}
-    if bad:
-        raise ShapingError(f"shaping.weights: must be finite and >= 0, got {bad}")
-    total = sum(clean.values())
-    if abs(total - 1.0) > tolerance:
-        raise ShapingError(f"shaping.weights: must sum to 1 (the simplex), got {total:.6g} from {clean}")
-    return clean
-
-
 def shape(
     attributions: Mapping[str, Sequence[np.ndarray]],
     weights: Mapping[str, float],
     rewards: Sequence[float] | np.ndarray,
     normalize: str = "softmax",
     tau: float = 1.0,
+    distribution_sources: Collection[str] | None = None,
 ) -> list[np.ndarray]:
     """Dense per-token rewards from per-source credit.
 
@@ -114,13 +99,17 @@ def shape(
         attributions: source name -> one (T_i,) credit array per response.
         weights: source name -> weight, on the simplex; sources with weight 0 may be missing.
         rewards: (B,) sequence-level r.
-        normalize: `softmax`, `l1` or `signed` (applied to every source but `sparse` and `attention`).
+        normalize: `softmax`, `l1` or `signed` (applied to every source but the distribution sources).
         tau: softmax temperature.
+        distribution_sources: sources whose credit is a distribution already, only renormalised;
+            None = those whose explainer says `is_distribution`.
 
     Returns:
         One (T_i,) float64 array per response; each sums to its r (an empty response gets an empty array).
     """
-    weights = validate_weights(weights)
+    weights = check_weights(weights)
+    if distribution_sources is None:
+        distribution_sources = {name for name, explainer in EXPLAINERS.items() if explainer.is_distribution}
     rewards = np.asarray(rewards, dtype=np.float64).reshape(-1)
     bad = np.flatnonzero(~np.isfinite(rewards))
     if bad.size:
@@ -148,7 +137,7 @@ def shape(
             credit = np.asarray(attributions[name][i], dtype=np.float64).reshape(-1)
             if not np.all(np.isfinite(credit)):
                 raise ShapingError(f"sample {i}: source {name!r} produced a non-finite attribution")
-            unit = as_distribution(credit) if name in DISTRIBUTION_SOURCES else normalize_credit(credit, normalize, tau)
+            unit = as_distribution(credit) if name in distribution_sources else normalize_credit(credit, normalize, tau)
             mix += w * unit
         dense.append(r * mix)
     return dense
@@ -183,11 +172,13 @@ class DenseReward:
     Args:
         reward_model: the RM that scores and is explained.
         policy_tokenizer: decodes the response token ids (and gives their character spans).
-        sources: sources that may be computed (e.g. ``config.shaping.sources``).
-        weights: simplex weights over `sources` (missing ones are 0).
-        normalize: normaliser of the non-distribution sources.
-        tau: softmax temperature.
-        explainer_options: per-source options, e.g. ``{"shap": {"max_evals": 64}}``.
+        shaping: the `shaping` section: sources, normaliser, tau and per-source options.
+        weights: simplex weights over the sources (missing ones are 0); None = ``shaping.weights``,
+            else all on `sparse`. `sparse` may carry weight even when it is not in ``shaping.sources``.
+        raw_prompts: policy-formatted prompt -> the raw prompt the RM reads instead (e.g.
+            `dense_reward.data.PromptSplits.raw`): the policy's chat template is the policy's business;
+            the RM joins the raw text with its own template. Prompts not in it are read as they are.
+        seed: seed of the sampling explainers (`lime`, `shap`).
         skip_zero_weight: do not compute sources whose weight is 0 (they are then absent from
             ``RewardOutput.attributions``); set False to see every source, e.g. for heatmaps.
     """
@@ -196,55 +187,30 @@ class DenseReward:
         self,
         reward_model: RewardModel,
         policy_tokenizer,
-        sources: Sequence[str],
-        weights: Mapping[str, float],
-        normalize: str = "softmax",
-        tau: float = 1.0,
-        explainer_options: Mapping[str, Mapping[str, Any]] | None = None,
+        shaping: ShapingConfig,
+        weights: Mapping[str, float] | None = None,
+        raw_prompts: Mapping[str, str] | None = None,
+        seed: int = 0,
         skip_zero_weight: bool = True,
     ) -> None:
-        self.weights = validate_weights(weights)
-        outside = sorted(k for k, w in self.weights.items() if w > 0 and k not in sources)
-        if outside:
-            raise ShapingError(f"shaping.weights: source(s) {outside} have weight but are not in sources {list(sources)}")
-        if normalize not in NORMALIZERS:
-            raise ShapingError(f"shaping.normalize: unknown normaliser {normalize!r}; known: {list(NORMALIZERS)}")
-        if tau <= 0:
-            raise ShapingError(f"shaping.tau: must be > 0, got {tau}")
-        self.reward_model = reward_model
-        self.policy_tokenizer = policy_tokenizer
-        self.normalize = normalize
-        self.tau = tau
-        options = dict(explainer_options or {})
-        chosen = [s for s in sources if not skip_zero_weight or self.weights.get(s, 0.0) > 0]
-        self.explainers: dict[str, Explainer] = {
-            name: build_explainer(name, reward_model, **dict(options.get(name, {}))) for name in chosen
-        }
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Config,
-        reward_model: RewardModel,
-        policy_tokenizer,
-        weights: Mapping[str, float] | None = None,
-        skip_zero_weight: bool = True,
-    ) -> DenseReward:
-        """Build from ``config.shaping``; weights default to ``shaping.weights``, else all on `sparse`."""
-        shaping = config.shaping
-        weights = weights if weights is not None else (shaping.weights or {"sparse": 1.0})
         sources = list(shaping.sources)
+        weights = weights if weights is not None else (shaping.weights or {"sparse": 1.0})
         if "sparse" not in sources and weights.get("sparse", 0.0) > 0:
             sources.append("sparse")
-        return cls(
-            reward_model,
-            policy_tokenizer,
-            sources,
-            weights,
-            normalize=shaping.normalize,
-            tau=shaping.tau,
-            explainer_options=explainer_options_from_config(config),
-            skip_zero_weight=skip_zero_weight,
+        self.weights = check_weights(weights, sources, field="shaping.weights")
+        self.sources = tuple(sources)
+        self.reward_model = reward_model
+        self.policy_tokenizer = policy_tokenizer
+        self.normalize = shaping.normalize
+        self.tau = shaping.tau
+        self.raw_prompts = MappingProxyType(dict(raw_prompts or {}))
+        options = explainer_options(shaping, seed)
+        chosen = [s for s in sources if not skip_zero_weight or self.weights.get(s, 0.0) > 0]
+        self.explainers: dict[str, Explainer] = {
+            name: build_explainer(name, reward_model, **options.get(name, {})) for name in chosen
+        }
+        self.distribution_sources = frozenset(
+            name for name in sources if EXPLAINERS[name].is_distribution
         )
 
     def __call__(self, prompts: Sequence[str], response_token_ids: Sequence[Sequence[int]]) -> RewardOutput:
@@ -256,6 +222,7 @@ class DenseReward:
         """
         if len(prompts) != len(response_token_ids):
             raise ValueError(f"got {len(prompts)} prompts but {len(response_token_ids)} responses")
+        prompts = [self.raw_prompts.get(p, p) for p in prompts]
         decoded = [policy_token_offsets(self.policy_tokenizer, ids) for ids in response_token_ids]
         responses = [text for text, _ in decoded]
         offsets = [spans for _, spans in decoded]
@@ -288,15 +255,14 @@ class DenseReward:
             attributions[name] = explainer.explain(batch)
             timings[f"{name}_seconds"] = time.perf_counter() - started
         timings["attribution_seconds"] = time.perf_counter() - attribution_started
-        dense = shape(attributions, self.weights, scores, self.normalize, self.tau)
+        dense = shape(attributions, self.weights, scores, self.normalize, self.tau, self.distribution_sources)
         return RewardOutput(scores=scores, dense=dense, responses=responses, attributions=attributions, timings=timings)
 
 
-def explainer_options_from_config(config: Config) -> dict[str, dict[str, Any]]:
-    """Per-source options from ``config.shaping`` (``shap.max_evals``, ``lime.num_samples``, seeds, ...)."""
-    shaping = config.shaping
+def explainer_options(shaping: ShapingConfig, seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Per-source options from the `shaping` section (``shap.max_evals``, ``lime.num_samples``, seeds, ...)."""
     return {
         "attention": {"query": shaping.attention_query},
         "shap": {"max_evals": shaping.shap.max_evals},
-        "lime": {"num_samples": shaping.lime.num_samples, "seed": config.seed},
+        "lime": {"num_samples": shaping.lime.num_samples, "seed": seed},
     }

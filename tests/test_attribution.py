@@ -21,10 +21,11 @@ from transformers import PreTrainedTokenizerFast
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets, registered_sources
 from dense_reward.attribution.attention import AttentionUnavailableError
 from dense_reward.attribution.batching import Scorer, run_concurrently
-from dense_reward.config import SOURCES, ModelSpec, RewardModelSpec
+from dense_reward.config import ModelSpec, RewardModelSpec, ShapingConfig
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
+from dense_reward.simplex import SOURCES
 from dense_reward.tiny_models import WORDS, corpus
 
 PUNCTUATION = [".", ",", "!", "?"]
@@ -212,13 +213,8 @@ def test_every_source_on_tiny_models_in_a_ppo_batch(tiny_rm_spec, policy_tokeniz
     token_ids = [policy_tokenizer.encode(" " + s)[:24] + [policy_tokenizer.eos_token_id] for s in sentences]
     token_ids[0] = [policy_tokenizer.eos_token_id]  # an empty response (EOS at once)
     weights = {name: 1.0 / len(SOURCES) for name in SOURCES}
-    reward = DenseReward(
-        reward_model,
-        policy_tokenizer,
-        list(SOURCES),
-        weights,
-        explainer_options={"shap": {"max_evals": 16}, "lime": {"num_samples": 16}},
-    )
+    shaping = ShapingConfig(sources=list(SOURCES), shap={"max_evals": 16}, lime={"num_samples": 16})
+    reward = DenseReward(reward_model, policy_tokenizer, shaping, weights)
     out = reward(prompts, token_ids)
     assert set(out.attributions) == set(SOURCES)
     for name, per_response in out.attributions.items():
@@ -277,6 +273,6 @@ def test_nan_reward_names_the_sample(policy_tokenizer) -> None:
     reward_model = RewardModel(module, tokenizer, RewardModelSpec(path="additive-nan"))
     eos = policy_tokenizer.eos_token_id
     responses = [policy_tokenizer.encode(text) + [eos] for text in [" good day", " a nice day", " awful day"]]
-    reward = DenseReward(reward_model, policy_tokenizer, ["sparse"], {"sparse": 1.0})
+    reward = DenseReward(reward_model, policy_tokenizer, ShapingConfig(sources=["sparse"]), {"sparse": 1.0})
     with pytest.raises(ShapingError, match=r"reward of sample 2 is nan.*awful day"):
         reward(["p", "q", "r"], responses)

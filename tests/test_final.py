@@ -1,4 +1,4 @@
-"""Pieces of final training that need no sweep: the fresh LR schedule and the saved Hugging Face folder.
+"""Pieces of final training that need no sweep: the saved Hugging Face folder, argument checks.
 
 The whole `dense-reward final` path (best checkpoint -> PPO -> registered model version) runs in
 tests/test_sweep_e2e.py on a real sweep.
@@ -13,8 +13,8 @@ from transformers import AutoModelForCausalLM
 
 from dense_reward.config import Config
 from dense_reward.errors import UserError
-from tune_jobs.final import fresh_schedule, run_final, save_hf_folder
-from tune_jobs.trainable import TrialRun
+from dense_reward.run import Run
+from tune_jobs.final import run_final, save_hf_folder
 
 
 def small(config: Config, **overrides: object) -> Config:
@@ -23,26 +23,10 @@ def small(config: Config, **overrides: object) -> Config:
     )
 
 
-def test_fresh_schedule_restarts_a_spent_learning_rate(tiny_config: Config) -> None:
-    config = small(tiny_config, **{"ppo.lr_schedule": "linear"})
-    run = TrialRun(config)
-    optimizer = run.trainer.optimizer
-    for _ in range(config.ppo.epochs * config.ppo.steps_per_epoch * config.ppo.update_epochs):
-        optimizer.step()
-        run.trainer.scheduler.step()
-    assert run.trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0)
-
-    fresh_schedule(run, steps=3)
-    assert run.trainer.scheduler.get_last_lr()[0] == pytest.approx(config.ppo.learning_rate)
-    run.trainer.step(run.splits.train[: config.ppo.batch_size])
-    # Linear decay over 3 PPO steps of one optimiser step each: 2/3 of the rate is left after one.
-    assert run.trainer.scheduler.get_last_lr()[0] == pytest.approx(config.ppo.learning_rate * 2 / 3)
-
-
 @pytest.mark.parametrize("merge", [True, False])
 def test_lora_policy_is_saved_merged_or_as_adapters(tiny_config: Config, tmp_path: Path, merge: bool) -> None:
     config = small(tiny_config, **{"models.lora.enabled": True})
-    run = TrialRun(config)
+    run = Run(config)
     out = save_hf_folder(run, tmp_path / "model", merge_lora=merge, extra={"weights": {"sparse": 1.0}})
     assert (out / "dense_reward.json").is_file()
     assert (out / "tokenizer_config.json").is_file()

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from dense_reward.config import Config, ConfigError, RewardModelSpec
 from dense_reward.ppo import PPOTrainer, RewardError
 from dense_reward.ppo.value import Critic
+from dense_reward.run import build_trainer
 from dense_reward.shaping import RewardOutput
 
 PROMPTS = ["Hello there friend", "The day is good", "Tell me a story", "What is the time"] * 2
@@ -64,7 +65,7 @@ def policy_weights(trainer: PPOTrainer) -> dict[str, torch.Tensor]:
 @pytest.mark.timeout(120)
 def test_reward_rises_and_kl_is_logged(tiny_config: Config) -> None:
     config = ppo_config(tiny_config, kl_coef=0.05)
-    trainer = PPOTrainer.from_config(config, token_reward(dense=True, response_length=8))
+    trainer = build_trainer(config, token_reward(dense=True, response_length=8))
     history = [trainer.step(PROMPTS) for _ in range(20)]
     rewards = [m["train_reward"] for m in history]
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.25, rewards
@@ -98,12 +99,12 @@ def test_dense_credit_reaches_the_target_in_fewer_steps_than_sparse(tiny_config:
     for seed in range(3):
         config = ppo_config(tiny_config, kl_coef=0.0, max_new_tokens=response_length, seed=seed)
         dense_steps = steps_to_reach(
-            PPOTrainer.from_config(config, token_reward(True, response_length)), target, 30
+            build_trainer(config, token_reward(True, response_length)), target, 30
         )
         assert dense_steps <= 30, f"seed {seed}: dense never reached {target}"
         # Sparse only has to be run as long as dense took: the question is whether it got there first.
         sparse_steps = steps_to_reach(
-            PPOTrainer.from_config(config, token_reward(False, response_length)), target, dense_steps
+            build_trainer(config, token_reward(False, response_length)), target, dense_steps
         )
         assert dense_steps < sparse_steps, f"seed {seed}: dense {dense_steps} steps, sparse {sparse_steps}"
 
@@ -118,10 +119,10 @@ def test_save_at_2_load_and_2_more_equals_4_uninterrupted(tiny_config: Config, t
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=6, lr_schedule="linear")
     reward_fn = token_reward(dense=True, response_length=6)
 
-    straight = PPOTrainer.from_config(config, reward_fn, total_steps=4)
+    straight = build_trainer(config, reward_fn, total_steps=4)
     straight_metrics = [straight.step(PROMPTS[:4]) for _ in range(4)]
 
-    first = PPOTrainer.from_config(config, reward_fn, total_steps=4)
+    first = build_trainer(config, reward_fn, total_steps=4)
     for _ in range(2):
         first.step(PROMPTS[:4])
     first.save(tmp_path / "ckpt")
@@ -129,7 +130,7 @@ def test_save_at_2_load_and_2_more_equals_4_uninterrupted(tiny_config: Config, t
     torch.manual_seed(123)
     np.random.seed(123)
 
-    resumed = PPOTrainer.from_config(config.with_overrides({"ppo.seed": 7}), reward_fn, total_steps=4)
+    resumed = build_trainer(config.with_overrides({"ppo.seed": 7}), reward_fn, total_steps=4)
     resumed.load(tmp_path / "ckpt")
     assert resumed.step_count == 2
     resumed_metrics = [resumed.step(PROMPTS[:4]) for _ in range(2)]
@@ -146,11 +147,11 @@ def test_save_at_2_load_and_2_more_equals_4_uninterrupted(tiny_config: Config, t
 
 def test_loading_a_missing_or_mismatched_checkpoint_names_the_problem(tiny_config: Config, tmp_path) -> None:
     config = ppo_config(tiny_config, batch_size=2, mini_batch_size=2, max_new_tokens=4)
-    trainer = PPOTrainer.from_config(config, token_reward(True, 4))
+    trainer = build_trainer(config, token_reward(True, 4))
     with pytest.raises(Exception, match="is missing"):
         trainer.load(tmp_path / "nothing-here")
     trainer.save(tmp_path / "full")
-    lora = PPOTrainer.from_config(config.with_overrides({"models.lora.enabled": True}), token_reward(True, 4))
+    lora = build_trainer(config.with_overrides({"models.lora.enabled": True}), token_reward(True, 4))
     with pytest.raises(Exception, match="models.lora.enabled"):
         lora.load(tmp_path / "full")
 
@@ -176,7 +177,7 @@ def test_bad_reward_raises_before_any_update(tiny_config: Config, broken, messag
         output.dense = broken(output.dense)
         return output
 
-    trainer = PPOTrainer.from_config(config, reward_fn)
+    trainer = build_trainer(config, reward_fn)
     before = policy_weights(trainer)
     with pytest.raises(RewardError, match=message):
         trainer.step(PROMPTS[:4])
@@ -195,7 +196,7 @@ def test_lora_trains_adapters_and_checkpoints_only_them(tiny_config: Config, tmp
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=4).with_overrides(
         {"models.lora.enabled": True, "models.lora.target_modules": ["c_attn"]}
     )
-    trainer = PPOTrainer.from_config(config, token_reward(True, 4))
+    trainer = build_trainer(config, token_reward(True, 4))
     assert trainer.reference is None  # the policy with adapters disabled
     first = trainer.step(PROMPTS[:4])
     assert first["kl"] == pytest.approx(0.0, abs=1e-6)  # adapters start at zero: policy == reference
@@ -207,7 +208,7 @@ def test_lora_trains_adapters_and_checkpoints_only_them(tiny_config: Config, tmp
     assert any("head" in name for name in saved_value)
     assert all("lora_" in name or "head" in name for name in saved_value)
 
-    other = PPOTrainer.from_config(config, token_reward(True, 4))
+    other = build_trainer(config, token_reward(True, 4))
     other.load(tmp_path / "lora")
     for name, value in trainer.policy.state_dict().items():
         assert torch.equal(other.policy.state_dict()[name], value), name
@@ -217,7 +218,7 @@ def test_value_head_on_policy(tiny_config: Config) -> None:
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=4).with_overrides(
         {"models.value.head_on_policy": True}
     )
-    trainer = PPOTrainer.from_config(config, token_reward(True, 4))
+    trainer = build_trainer(config, token_reward(True, 4))
     assert trainer.critic is None
     head_before = trainer.value_head.linear.weight.detach().clone()
     metrics = trainer.step(PROMPTS[:4])
@@ -229,19 +230,19 @@ def test_critic_from_the_reward_model(tiny_config: Config) -> None:
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=4)
     # tiny-rm has its own WordPiece tokenizer: it cannot read the policy's tokens.
     with pytest.raises(ConfigError, match="models.value.init"):
-        PPOTrainer.from_config(config.with_overrides({"models.value.init": "reward"}), token_reward(True, 4))
+        build_trainer(config.with_overrides({"models.value.init": "reward"}), token_reward(True, 4))
     # A reward model that shares the policy's tokenizer can start the critic.
     shared = config.model_copy(deep=True)
     shared.models.reward = RewardModelSpec(path="builtin:tiny-gpt2")
     shared.models.value.init = "reward"
-    trainer = PPOTrainer.from_config(shared, token_reward(True, 4))
+    trainer = build_trainer(shared, token_reward(True, 4))
     assert isinstance(trainer.critic, Critic)
     assert math.isfinite(trainer.step(PROMPTS[:4])["value_loss"])
 
 
 def test_set_reward_fn_and_missing_eos_penalty(tiny_config: Config) -> None:
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=4, max_new_tokens=4, kl_coef=0.0)
-    trainer = PPOTrainer.from_config(
+    trainer = build_trainer(
         config.with_overrides({"ppo.missing_eos_penalty": 2.0}), token_reward(True, 4)
     )
 
@@ -264,9 +265,9 @@ def test_set_reward_fn_and_missing_eos_penalty(tiny_config: Config) -> None:
 def test_gradient_accumulation_does_not_change_the_update(tiny_config: Config) -> None:
     # With equal-length responses, two micro-batches of 2 give the gradient of one minibatch of 4.
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=4, max_new_tokens=4, update_epochs=1)
-    whole = PPOTrainer.from_config(config, token_reward(True, 4))
+    whole = build_trainer(config, token_reward(True, 4))
     whole_metrics = whole.step(PROMPTS[:4])
-    split = PPOTrainer.from_config(
+    split = build_trainer(
         config.with_overrides({"ppo.gradient_accumulation_steps": 2}), token_reward(True, 4)
     )
     split_metrics = split.step(PROMPTS[:4])
@@ -285,3 +286,30 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert [cosine(s) for s in range(5)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466, 0.0])
     assert lr_lambda(0, None, "linear")(100) == 1.0
     assert lr_lambda(0, 10, "constant")(9) == 1.0
+
+
+def test_reset_schedule_restarts_a_spent_learning_rate(tiny_config: Config) -> None:
+    config = ppo_config(tiny_config, batch_size=4, mini_batch_size=4, max_new_tokens=4, update_epochs=1)
+    config = config.with_overrides({"ppo.lr_schedule": "linear"})
+    trainer = build_trainer(config, token_reward(True, 4), total_steps=2)
+    for _ in range(2):
+        trainer.step(PROMPTS[:4])
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0)
+    trainer.reset_schedule(3)
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(config.ppo.learning_rate)
+    trainer.step(PROMPTS[:4])
+    # Linear decay over 3 PPO steps of one optimiser step each: 2/3 of the rate is left after one.
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(config.ppo.learning_rate * 2 / 3)
+
+
+def test_every_step_draws_common_random_numbers(tiny_config: Config) -> None:
+    # Two trainers with the same seed but different rewards sample their first step identically, and a
+    # third whose global RNG was disturbed too: sampling depends on (seed, step), not on history.
+    config = ppo_config(tiny_config, batch_size=4, mini_batch_size=4, max_new_tokens=6)
+    dense = build_trainer(config, token_reward(True, 6))
+    sparse = build_trainer(config, token_reward(False, 6))
+    torch.manual_seed(999)
+    first = [dense.rollout(PROMPTS[:4], {}).response_ids, sparse.rollout(PROMPTS[:4], {}).response_ids]
+    torch.testing.assert_close(first[0], first[1])
+    other = build_trainer(config.with_overrides({"ppo.seed": 3}), token_reward(True, 6))
+    assert not torch.equal(other.rollout(PROMPTS[:4], {}).response_ids, first[0])

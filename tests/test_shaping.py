@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dense_reward.attribution.align import policy_token_offsets
-from dense_reward.config import SOURCES
+from dense_reward.config import ShapingConfig
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import (
@@ -19,8 +19,8 @@ from dense_reward.shaping import (
     ShapingError,
     normalize_credit,
     shape,
-    validate_weights,
 )
+from dense_reward.simplex import SOURCES, WeightsError, check_weights
 
 CREDIT = arrays(np.float64, st.integers(1, 30), elements=st.floats(-50, 50, allow_nan=False))
 
@@ -97,13 +97,13 @@ def test_nan_attribution_names_source_and_sample() -> None:
     [
         ({"sparse": 0.5, "shap": 0.4}, "sum to 1"),
         ({"sparse": 1.2, "shap": -0.2}, ">= 0"),
-        ({"bogus": 1.0}, "unknown source"),
+        ({"bogus": 1.0}, "not among the known sources"),
         ({}, "no weights"),
     ],
 )
 def test_bad_weights_raise_clear_errors(weights: dict[str, float], message: str) -> None:
-    with pytest.raises(ShapingError, match=message):
-        validate_weights(weights)
+    with pytest.raises(WeightsError, match=message):
+        check_weights(weights)
 
 
 def test_signed_falls_back_to_sparse_when_credit_cancels() -> None:
@@ -121,7 +121,7 @@ def test_dense_reward_on_tiny_models(tiny_rm_spec, tiny_policy_spec) -> None:
     tokenizer = load_tokenizer(tiny_policy_spec)
     eos = tokenizer.eos_token_id
     responses = [tokenizer.encode(" Thanks, that helps a lot!") + [eos], [eos], tokenizer.encode(" ok")]
-    reward = DenseReward(reward_model, tokenizer, ["sparse"], {"sparse": 1.0})
+    reward = DenseReward(reward_model, tokenizer, ShapingConfig(sources=["sparse"]), {"sparse": 1.0})
     out = reward(["Say thanks.", "Hi", "Reply."], responses)
     assert isinstance(out, RewardOutput)
     direct = reward_model.score(["Say thanks.", "Hi", "Reply."], out.responses).numpy()
@@ -136,14 +136,14 @@ def test_dense_reward_on_tiny_models(tiny_rm_spec, tiny_policy_spec) -> None:
     assert empty.dense == [] and empty.scores.shape == (0,)
 
 
-def test_dense_reward_from_config_defaults_to_sparse(tiny_config, tiny_rm_spec, tiny_policy_spec) -> None:
+def test_dense_reward_from_its_section_defaults_to_sparse(tiny_config, tiny_rm_spec, tiny_policy_spec) -> None:
     reward_model = RewardModel.from_spec(tiny_rm_spec)
     tokenizer = load_tokenizer(tiny_policy_spec)
-    reward = DenseReward.from_config(tiny_config, reward_model, tokenizer)
+    reward = DenseReward(reward_model, tokenizer, tiny_config.shaping)
     assert reward.weights == {"sparse": 1.0}
     assert list(reward.explainers) == ["sparse"]
     config = tiny_config.with_overrides({"shaping.attention_query": "final", "shaping.shap.max_evals": 9})
-    every = DenseReward.from_config(config, reward_model, tokenizer, skip_zero_weight=False)
+    every = DenseReward(reward_model, tokenizer, config.shaping, skip_zero_weight=False)
     assert every.explainers["attention"].query == "final"
     assert every.explainers["shap"].max_evals == 9
     assert set(SOURCES) >= set(tiny_config.shaping.sources)
@@ -154,7 +154,8 @@ def test_attention_comes_from_the_scoring_forward(tiny_rm_spec, tiny_policy_spec
     tokenizer = load_tokenizer(tiny_policy_spec)
     eos = tokenizer.eos_token_id
     responses = [tokenizer.encode(" Thanks, that helps!") + [eos], tokenizer.encode(" no") + [eos]]
-    reward = DenseReward(reward_model, tokenizer, ["attention", "sparse"], {"attention": 0.8, "sparse": 0.2})
+    shaping = ShapingConfig(sources=["attention", "sparse"])
+    reward = DenseReward(reward_model, tokenizer, shaping, {"attention": 0.8, "sparse": 0.2})
     before = reward_model.sequences_scored
     out = reward(["Say thanks.", "Reply."], responses)
     assert reward_model.sequences_scored - before == 2
@@ -162,3 +163,23 @@ def test_attention_comes_from_the_scoring_forward(tiny_rm_spec, tiny_policy_spec
     for ids, attention, dense, r in zip(responses, out.attributions["attention"], out.dense, out.scores, strict=True):
         assert attention.shape == (len(ids),) and attention.sum() == pytest.approx(1.0)
         np.testing.assert_allclose(dense, r * (0.8 * attention + 0.2 * np.eye(len(ids))[-1]))
+
+
+def test_rm_reads_the_raw_prompt_behind_a_policy_chat_template(tiny_rm_spec, tiny_policy_spec) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    formatted = "<|user|>How are you?<|assistant|>"
+    response = tokenizer.encode(" Fine, thanks.") + [tokenizer.eos_token_id]
+    shaping = ShapingConfig(sources=["sparse"])
+    plain = DenseReward(reward_model, tokenizer, shaping)(["How are you?"], [response])
+    as_formatted = DenseReward(reward_model, tokenizer, shaping)([formatted], [response])
+    raw = DenseReward(reward_model, tokenizer, shaping, raw_prompts={formatted: "How are you?"})([formatted], [response])
+    assert raw.scores[0] == pytest.approx(plain.scores[0], abs=1e-6)
+    assert as_formatted.scores[0] != pytest.approx(plain.scores[0], abs=1e-6)
+
+
+def test_weights_outside_the_sources_are_refused(tiny_rm_spec, tiny_policy_spec) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    with pytest.raises(WeightsError, match=r"shaping.weights: source\(s\) \['lime'\] not among the sources"):
+        DenseReward(reward_model, tokenizer, ShapingConfig(sources=["attention"]), {"lime": 1.0})

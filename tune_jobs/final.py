@@ -1,4 +1,6 @@
-"""Final training: resume the best trial's best checkpoint with its weights and train on for N steps.
+"""Final training: resume a trial's best checkpoint with its weights and train on for N steps.
+
+The trial is the sweep's recommended one by default (see `tune_jobs.results`), or the best observed.
 
 The policy continues from the checkpoint (weights, optimizer moments, RNG) with a fresh learning-rate
 schedule over the new steps, on batches drawn from the whole training split. The run is logged as
@@ -10,20 +12,19 @@ run's artifacts (`client.create_model_version`, which works offline with a sqlit
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mlflow.entities import Metric
 from ray.tune import Checkpoint
 
 from dense_reward.errors import UserError
+from dense_reward.run import RUN_STATE_FILE, Run
 from tune_jobs import tracking
 from tune_jobs.results import TrialRow, load_results
 from tune_jobs.sweep import SweepManifest, resolve_run
-from tune_jobs.trainable import TRIAL_STATE_FILE, TrialRun, trial_run_config
+from tune_jobs.trainable import trial_arguments
 
 FINAL_KEY = "final"
 
@@ -48,7 +49,7 @@ def best_trial(manifest: SweepManifest) -> TrialRow:
         raise UserError(f"sweep {manifest.name!r} has no trial with a val_reward yet; run or resume the sweep first")
     if not best.best_checkpoint:
         raise UserError(f"sweep {manifest.name!r}: best trial {best.trial_id} has no checkpoint")
-    if "://" not in best.best_checkpoint and not (Path(best.best_checkpoint) / TRIAL_STATE_FILE).is_file():
+    if "://" not in best.best_checkpoint and not (Path(best.best_checkpoint) / RUN_STATE_FILE).is_file():
         raise UserError(
             f"sweep {manifest.name!r}: the checkpoint of best trial {best.trial_id} is missing or incomplete "
             f"at {best.best_checkpoint}"
@@ -56,22 +57,7 @@ def best_trial(manifest: SweepManifest) -> TrialRow:
     return best
 
 
-def fresh_schedule(run: TrialRun, steps: int) -> None:
-    """Replace the trial's (spent) LR schedule by one over `steps` new PPO steps."""
-    import torch
-
-    from dense_reward.ppo.trainer import lr_lambda
-
-    ppo = run.config.ppo
-    optimizer_steps = steps * ppo.update_epochs * math.ceil(ppo.batch_size / ppo.mini_batch_size)
-    for group in run.trainer.optimizer.param_groups:
-        group["lr"] = group.get("initial_lr", ppo.learning_rate)
-    run.trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(
-        run.trainer.optimizer, lr_lambda(ppo.warmup_steps, optimizer_steps, ppo.lr_schedule)
-    )
-
-
-def save_hf_folder(run: TrialRun, out: Path, merge_lora: bool, extra: dict[str, Any]) -> Path:
+def save_hf_folder(run: Run, out: Path, merge_lora: bool, extra: dict[str, Any]) -> Path:
     """Write the policy and its tokenizer as a Hugging Face folder (safetensors) plus `dense_reward.json`."""
     policy = run.trainer.policy
     if hasattr(policy, "merge_and_unload") and merge_lora:
@@ -108,29 +94,23 @@ def run_final(
     manifest = resolve_run(run)
     client = tracking.connect(manifest.tracking_uri)
     best = best_trial(manifest)
-    config = trial_run_config(manifest.load_config(), best.trial_config)
+    sweep = manifest.load_config()
+    config, weights, seed = trial_arguments(sweep.library_config(), best.trial_config)
     out = out or Path(manifest.run_dir) / "final_model"
-    name = register_as or config.tracking.register_model or config.name
+    name = register_as or sweep.tracking.register_model or sweep.name
 
-    trainer_run = TrialRun(config, total_steps=steps)
+    trainer_run = Run(config, weights, seed=seed)
     # A checkpoint on cloud storage is fetched to a local folder first; a local one is used in place.
     with Checkpoint(best.best_checkpoint).as_directory() as directory:
-        trainer_run.trainer.load(directory)
-    fresh_schedule(trainer_run, steps)
+        trainer_run.load(directory)
+    # The trial's schedule is spent: a fresh one over the new steps.
+    trainer_run.trainer.reset_schedule(steps)
 
     tracker = tracking.TrialTracker(manifest.tracking_target, FINAL_KEY, FINAL_KEY, kind=FINAL_KEY)
     tracker.log_start({**best.trial_config, "source_trial": best.trial_id, "steps": steps})
     tracking.log_tags(client, tracker.run_id, {tracking.TAG_CHECKPOINT: best.best_checkpoint})
     try:
-        prompts = trainer_run.splits.train
-        rng = np.random.default_rng(config.ppo.seed)
-        order: list[int] = []
-        for step in range(1, steps + 1):
-            if len(order) < config.ppo.batch_size:
-                order += rng.permutation(len(prompts)).tolist()
-            batch = [prompts[i] for i in order[: config.ppo.batch_size]]
-            order = order[config.ppo.batch_size :]
-            metrics = trainer_run.trainer.step(batch)
+        for step, metrics in enumerate(trainer_run.train_steps(steps), start=1):
             client.log_batch(
                 tracker.run_id,
                 metrics=[

@@ -23,8 +23,8 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dense_reward.config import Config
+from dense_reward.config import PPOConfig
 from dense_reward.ppo import checkpoint
 from dense_reward.ppo.losses import (
     entropy_from_logits,
@@ -53,7 +53,7 @@ from dense_reward.ppo.rollout import (
     sequence_inputs,
     token_logprobs,
 )
-from dense_reward.ppo.value import ValueHead, load_critic
+from dense_reward.ppo.value import ValueHead
 
 if TYPE_CHECKING:
     from dense_reward.shaping import RewardOutput
@@ -98,33 +98,39 @@ class PPOTrainer:
     """PPO on a causal LM policy with a per-token reward callable.
 
     Args:
-        config: the run config; `config.ppo` holds every PPO knob, `config.models` the critic and LoRA.
+        args: every PPO knob (`ppo` section of the config).
         policy: a causal LM (optionally a peft model); trained in place.
         tokenizer: the policy's tokenizer (left padding, with a pad token).
         reward_fn: `reward_fn(prompts, response_token_ids) -> RewardOutput`.
         reference: frozen reference LM; None = a frozen copy of the policy, or the policy with its
             adapters disabled when it is a peft model.
-        value_model: a critic mapping `(input_ids, attention_mask, position_ids)` each `(B, T)` to
-            values `(B, T)`; None = built from `config.models.value` (a `Critic` or a head on the policy).
+        critic: a value model mapping `(input_ids, attention_mask, position_ids)` each `(B, T)` to
+            values `(B, T)` (e.g. `dense_reward.ppo.value.Critic`); None = a `ValueHead` on the policy's
+            last hidden states.
         total_steps: PPO steps the LR schedule decays over; None = `ppo.epochs * ppo.steps_per_epoch`
             when `steps_per_epoch` is set, else the LR stays constant after warm-up.
+
+    Randomness: the sampling and minibatch shuffling of PPO step ``n`` draw from generators seeded by
+    ``(args.seed, n)``, so two trainers with the same seed see the same random numbers at every step
+    whatever their rewards did before (common random numbers across the trials of a sweep), and a
+resumed trainer continues on the streams it was saved with.
     """
 
     def __init__(
         self,
-        config: Config,
+        args: PPOConfig,
         policy: nn.Module,
         tokenizer,
         reward_fn: RewardFn,
         reference: nn.Module | None = None,
-        value_model: nn.Module | None = None,
+        critic: nn.Module | None = None,
         total_steps: int | None = None,
     ) -> None:
-        self.config = config
-        self.args = config.ppo
+        self.args = args
+        self.seed = args.seed
+        """Seed of the per-step random streams; a loaded checkpoint brings back the one it was saved with."""
         self.tokenizer = tokenizer
         self.reward_fn = reward_fn
-        seed_everything(self.args.seed)
         self.device = next(policy.parameters()).device
         self.adapters_only = is_peft_model(policy)
         # Dropout stays off in every model: the update must see the same function the rollout sampled from.
@@ -135,18 +141,12 @@ class PPOTrainer:
 
         self.value_head: ValueHead | None = None
         self.critic: nn.Module | None = None
-        if value_model is not None:
-            self.critic = value_model.eval()
-        elif config.models.value.head_on_policy:
-            self.value_head = ValueHead(policy.config.hidden_size).to(self.device)
+        if critic is not None:
+            self.critic = critic.eval()
         else:
-            self.critic = load_critic(
-                config.models.value.init,
-                config.models.policy,
-                config.models.reward,
-                tokenizer,
-                config.models.lora,
-            ).eval()
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(args.seed)
+                self.value_head = ValueHead(policy.config.hidden_size).to(self.device)
         self.value_module: nn.Module = self.value_head if self.value_head is not None else self.critic
 
         self.parameters = [p for p in self.policy.parameters() if p.requires_grad]
@@ -165,24 +165,34 @@ class PPOTrainer:
                 "ppo.steps_per_epoch; the learning rate stays constant after warm-up",
                 stacklevel=2,
             )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
+        self.reset_schedule(total_steps)
+        self.step_count = 0
+
+    def reset_schedule(self, total_steps: int | None) -> None:
+        """A fresh learning-rate schedule (warm-up, then decay) over `total_steps` PPO steps from now on."""
         optimizer_steps = None
         if total_steps is not None:
             minibatches = math.ceil(self.args.batch_size / self.args.mini_batch_size)
             optimizer_steps = total_steps * self.args.update_epochs * minibatches
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.get("initial_lr", self.args.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(self.args.warmup_steps, optimizer_steps, self.args.lr_schedule)
         )
-        self.step_count = 0
 
-    @classmethod
-    def from_config(cls, config: Config, reward_fn: RewardFn, total_steps: int | None = None) -> PPOTrainer:
-        """Load policy, reference and critic as `config.models` says, then build the trainer."""
-        from dense_reward.models import load_policy, load_reference
+    @contextmanager
+    def step_rng(self, phase: int) -> Iterator[None]:
+        """Run a phase of this step on torch's global RNG seeded by ``(seed, step, phase)``, then restore it.
 
-        seed_everything(config.ppo.seed)
-        policy, tokenizer = load_policy(config.models.policy, config.models.lora)
-        reference = load_reference(policy, config.models.reference)
-        return cls(config, policy, tokenizer, reward_fn, reference=reference, total_steps=total_steps)
+        `generate` samples from the global RNG; seeding it per step keeps every trial of a sweep on the
+        same random numbers at the same step (common random numbers), however long earlier responses were.
+        """
+        devices = [self.device] if self.device.type == "cuda" else []
+        seed = int(np.random.SeedSequence([self.seed, self.step_count, phase]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
 
     def set_reward_fn(self, reward_fn: RewardFn) -> None:
         """Train on a different reward from the next step on (e.g. new mixing weights); models stay."""
@@ -234,7 +244,7 @@ class PPOTrainer:
     def rollout(self, prompts: list[str], timings: dict[str, float]) -> Rollout:
         """Sample responses, then score their tokens under policy, reference and critic."""
         tick = time.perf_counter()
-        with self.autocast():
+        with self.step_rng(phase=0), self.autocast():
             rollout = generate(
                 self.policy,
                 self.tokenizer,
@@ -320,8 +330,9 @@ class PPOTrainer:
         mini_batch_size = min(self.args.mini_batch_size, batch_size)
         micro_batch_size = max(1, mini_batch_size // self.args.gradient_accumulation_steps)
         history: dict[str, list[float]] = {}
-        for _ in range(self.args.update_epochs):
-            order = torch.randperm(batch_size)
+        with self.step_rng(phase=1):
+            orders = [torch.randperm(batch_size) for _ in range(self.args.update_epochs)]
+        for order in orders:
             for start in range(0, batch_size, mini_batch_size):
                 minibatch = order[start : start + mini_batch_size]
                 self.optimizer.zero_grad(set_to_none=True)
@@ -402,7 +413,7 @@ class PPOTrainer:
             self.scheduler,
             self.step_count,
             self.adapters_only,
-            metadata={"value": "head" if self.value_head is not None else "critic"},
+            metadata={"value": "head" if self.value_head is not None else "critic", "seed": self.seed},
         )
 
     def load(self, directory: str | Path) -> dict[str, Any]:
@@ -411,4 +422,5 @@ class PPOTrainer:
             directory, self.policy, self.value_module, self.optimizer, self.scheduler, self.adapters_only
         )
         self.step_count = int(state["step"])
+        self.seed = int(state["metadata"].get("seed", self.seed))
         return state

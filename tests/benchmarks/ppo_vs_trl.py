@@ -168,7 +168,7 @@ def run_ours(spec: dict) -> dict:
             timings={"scoring_seconds": seconds, "attribution_seconds": 0.0},
         )
 
-    trainer = PPOTrainer.from_config(config, sparse_reward, total_steps=spec["steps"])
+    trainer = build_trainer(config, sparse_reward, total_steps=spec["steps"])
     prompts = spec["prompts"]
     batch_size = spec["batch_size"]
     step_ends, lengths = [], []
