@@ -23,6 +23,10 @@ from pydantic import (
 from dense_reward.errors import UserError
 from dense_reward.simplex import check_sources, check_weights
 
+SWEEP_SECTIONS = ("search", "tracking", "resources")
+"""Top-level sections of a sweep file that the service reads (`tune_jobs.config`), named here only so
+that loading a sweep file as a library config says where they belong."""
+
 
 class ConfigError(UserError, ValueError):
     """A config file or value is wrong; the message names the field path and the value."""
@@ -262,7 +266,10 @@ def _format_error(error: ValidationError, source: str) -> str:
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "<top level>"
         kind = item["type"]
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and path in SWEEP_SECTIONS:
+            message = "a sweep section, not read by the library's Config; load a sweep file with " \
+                "tune_jobs.config.load_sweep_config (or SweepConfig.library_config() for the library's part)"
+        elif kind == "extra_forbidden":
             message = "unknown key (check the spelling; see `dense-reward config show`)"
         elif kind == "missing":
             message = "required field is missing"

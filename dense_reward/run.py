@@ -35,7 +35,7 @@ from dense_reward.models import load_policy, load_reference
 from dense_reward.ppo.trainer import PPOTrainer, RewardFn, seed_everything
 from dense_reward.ppo.value import load_critic
 from dense_reward.reward_model import RewardModel
-from dense_reward.shaping import DenseReward
+from dense_reward.shaping import DenseReward, resolve_weights
 from dense_reward.viz import HeatmapSection, token_labels
 
 RUN_STATE_FILE = "run_state.json"
@@ -141,6 +141,7 @@ class Run:
     ) -> None:
         if seed is not None:
             config = config.with_overrides({"seed": int(seed), "ppo.seed": int(seed)})
+        resolve_weights(config.shaping, weights)  # bad weights fail before any model loads
         self.config = config
         models = load_models(config.models, config.ppo.seed)
         self.tokenizer = models.tokenizer

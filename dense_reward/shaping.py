@@ -166,6 +166,21 @@ class RewardOutput:
     `attention` credit is read off the scoring forward, so its time is part of ``scoring_seconds``."""
 
 
+def resolve_weights(
+    shaping: ShapingConfig, weights: Mapping[str, float] | None = None
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """(sources to compute, checked weights): `weights`, else ``shaping.weights``, else all on `sparse`.
+
+    `sparse` may carry weight even when ``shaping.sources`` leaves it out (it costs nothing); it is then
+    added to the sources.
+    """
+    sources = list(shaping.sources)
+    weights = weights if weights is not None else (shaping.weights or {"sparse": 1.0})
+    if "sparse" not in sources and weights.get("sparse", 0.0) > 0:
+        sources.append("sparse")
+    return tuple(sources), check_weights(weights, sources, field="shaping.weights")
+
+
 class DenseReward:
     """Sequence reward -> dense per-token reward for a batch of policy responses.
 
@@ -193,12 +208,8 @@ class DenseReward:
         seed: int = 0,
         skip_zero_weight: bool = True,
     ) -> None:
-        sources = list(shaping.sources)
-        weights = weights if weights is not None else (shaping.weights or {"sparse": 1.0})
-        if "sparse" not in sources and weights.get("sparse", 0.0) > 0:
-            sources.append("sparse")
-        self.weights = check_weights(weights, sources, field="shaping.weights")
-        self.sources = tuple(sources)
+        self.sources, self.weights = resolve_weights(shaping, weights)
+        sources = self.sources
         self.reward_model = reward_model
         self.policy_tokenizer = policy_tokenizer
         self.normalize = shaping.normalize

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dense_reward.config import Config, ModelSpec, RewardModelSpec, load_config
+from dense_reward.config import ModelSpec, RewardModelSpec
+from tune_jobs.config import SweepConfig, load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
@@ -44,5 +45,6 @@ def tiny_rm_spec() -> RewardModelSpec:
 
 
 @pytest.fixture()
-def tiny_config() -> Config:
-    return load_config(TINY_CONFIG)
+def tiny_config() -> SweepConfig:
+    """tune_jobs/configs/tiny.yaml: the library's sections and the sweep's (a `Config` where one is asked)."""
+    return load_sweep_config(TINY_CONFIG)

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dense_reward.config import ConfigError, load_config, validate_config
+from dense_reward.config import Config, ConfigError
+from tune_jobs.config import load_sweep_config as load_config
+from tune_jobs.config import validate_sweep_config as validate_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "tune_jobs" / "configs").glob("*.yaml"))
+ROOT_CONFIGS = Path(__file__).resolve().parents[1] / "tune_jobs" / "configs"
+CONFIGS = sorted(ROOT_CONFIGS.glob("*.yaml"))
 
 
 def _tiny_dict() -> dict:
@@ -51,7 +54,7 @@ def test_unknown_source_and_off_simplex_weights() -> None:
         validate_config(data)
     data = _tiny_dict()
     data["shaping"]["weights"] = {"sparse": 0.5, "attention": 0.4}
-    with pytest.raises(ConfigError, match="must sum to 1, got 0.9"):
+    with pytest.raises(ConfigError, match=r"shaping\.weights: weights must sum to 1 \(the simplex\), got 0.9"):
         validate_config(data)
 
 
@@ -125,3 +128,20 @@ def test_cli_help_lists_every_command() -> None:
     assert result.returncode == 0
     for name in ["sweep", "submit", "results", "final", "explain", "ui", "demo", "config"]:
         assert name in result.stdout
+
+
+def test_library_config_names_the_sweep_sections_it_does_not_read(tmp_path) -> None:
+    from dense_reward.config import load_config as load_library_config
+
+    sweep = load_config(ROOT_CONFIGS / "tiny.yaml")
+    library = sweep.library_config()
+    assert type(library) is Config and library.shaping == sweep.shaping
+    with pytest.raises(ConfigError, match=r"search: a sweep section.*tune_jobs.config.load_sweep_config"):
+        load_library_config(ROOT_CONFIGS / "tiny.yaml")
+
+
+def test_simplex_errors_name_the_exact_field() -> None:
+    data = yaml.safe_load((ROOT_CONFIGS / "tiny.yaml").read_text())
+    data["shaping"]["weights"] = {"sparse": 0.7, "attention": 0.2}
+    with pytest.raises(ConfigError, match=r"shaping\.weights: weights must sum to 1"):
+        validate_config(data)
