@@ -11,11 +11,12 @@ from mlflow import MlflowClient
 from ray_fixtures import ray_local  # noqa: F401
 
 from dense_reward.config import load_config
+from dense_reward.run import Run, read_run_state
 from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
 from tune_jobs.sweep import SweepOutcome, run_sweep
-from tune_jobs.trainable import TRIAL_STATE_FILE, trial_run_config
+from tune_jobs.trainable import trial_arguments
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -89,16 +90,15 @@ def test_sweep_artifacts_are_logged_to_the_parent(sweep: SweepOutcome, client: M
     assert len(lines) == 1 + 4
 
 
-def test_best_checkpoint_loads_into_a_fresh_trainer(sweep: SweepOutcome) -> None:
-    from dense_reward.ppo import PPOTrainer
-
+def test_best_checkpoint_loads_into_a_fresh_run(sweep: SweepOutcome) -> None:
     best = sweep.results.best
-    state = json.loads((Path(best.best_checkpoint) / TRIAL_STATE_FILE).read_text())
+    state = read_run_state(best.best_checkpoint)
     assert state["trial_id"] == best.trial_id
-    config = trial_run_config(sweep.manifest.load_config(), best.trial_config)
-    trainer = PPOTrainer.from_config(config, reward_fn=lambda prompts, ids: None)
-    loaded = trainer.load(best.best_checkpoint)
-    assert loaded["step"] == state["epoch"] * config.ppo.steps_per_epoch
+    config, weights, seed = trial_arguments(sweep.manifest.load_config().library_config(), best.trial_config)
+    assert state["weights"] == pytest.approx(weights)
+    run = Run(config, weights, seed=seed)
+    loaded = run.load(best.best_checkpoint)
+    assert run.trainer.step_count == loaded["epoch"] * config.ppo.steps_per_epoch
 
 
 def test_results_command_prints_the_table_as_json(sweep: SweepOutcome, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,6 @@ import sys
 import numpy as np
 
 from dense_reward.attribution import policy_token_offsets
-from tune_jobs.config import load_sweep_config
 from dense_reward.errors import UserError
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
@@ -25,6 +24,7 @@ from dense_reward.viz import (
     token_labels,
     write_heatmap_html,
 )
+from tune_jobs.config import load_sweep_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     reward_model = RewardModel.from_spec(config.models.reward)
     tokenizer = load_tokenizer(config.models.policy, "models.policy")
     token_ids = tokenizer.encode(args.response, add_special_tokens=False) + [tokenizer.eos_token_id]
-    reward = DenseReward.from_config(config, reward_model, tokenizer, weights=weights, skip_zero_weight=False)
+    reward = DenseReward(reward_model, tokenizer, config.shaping, weights, seed=config.seed, skip_zero_weight=False)
     out = reward([args.prompt], [token_ids])
 
     text = out.responses[0]
