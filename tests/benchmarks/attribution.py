@@ -11,7 +11,7 @@ Run by hand (about 5-10 minutes on 2 CPU cores):
 
     .venv/bin/python tests/benchmarks/attribution.py
 
-Writes ``tests/benchmarks/results/attribution.json`` and ``attribution.md``.
+Writes ``docs/benchmarks/attribution.json`` and ``attribution.md``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
-from dense_reward.config import SOURCES, ModelSpec, RewardModelSpec
-from dense_reward.models import load_tokenizer
-from dense_reward.reward_model import RewardModel
 from dense_reward.tiny_models import corpus
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
+from dense_reward.config import ModelSpec, RewardModelSpec
+from dense_reward.models import load_tokenizer
+from dense_reward.reward_model import RewardModel
+from dense_reward.simplex import SOURCES
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 
 
 def load_reward_model(name: str, batch_size: int) -> RewardModel:

@@ -20,7 +20,7 @@ The responses are sampled once and cached to a JSON file (reruns skip generation
 
     DENSE_REWARD_CACHE=... nice -n 10 .venv/bin/python tests/benchmarks/fidelity.py
 
-Writes ``tests/benchmarks/results/fidelity.json``, ``fidelity.md`` and ``docs/fidelity.png``.
+Writes ``docs/benchmarks/fidelity.json``, ``fidelity.md`` and ``docs/fidelity.png``.
 ``--smoke`` runs the same code on the builtin tiny models at a tiny size.
 """
 
@@ -39,20 +39,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from dense_reward.demo.gold import word_credit
+from dense_reward.demo.prompts import load_demo_prompts
 from scipy.stats import spearmanr
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.align import align_credit
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.data import format_prompt
-from dense_reward.demo.gold import word_credit
-from dense_reward.demo.prompts import load_demo_prompts
 from dense_reward.models import load_policy
 from dense_reward.ppo.rollout import generate
 from dense_reward.reward_model import RewardModel
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "tests" / "benchmarks" / "results"
+RESULTS = ROOT / "docs" / "benchmarks"
 DOCS = ROOT / "docs"
 NATURAL_REPLIES = ROOT / "dense_reward" / "demo" / "natural_replies.jsonl"
 

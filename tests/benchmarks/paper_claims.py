@@ -12,7 +12,7 @@ seeds) and differs only in `shaping.weights`:
 - `bo`: the best trial's weights of a demo sweep (``--sweep RUN``, read with `tune_jobs.results`)
   or given with ``--best-weights``.
 
-A run is exactly a sweep trial (`tune_jobs.trainable.TrialRun`), evaluated greedily on the validation
+A run is exactly a sweep trial (`dense_reward.run.Run`), evaluated greedily on the validation
 prompts before training and after every ``--eval-every`` steps: `val_reward` (RM) and `gold_reward`
 (VADER); every step records train reward, PPO value loss, policy loss and KL. "Steps to threshold"
 is the first evaluated step whose val_reward (or gold_reward) reaches the start value plus half of the
@@ -22,7 +22,7 @@ Run by hand (about 30-40 minutes on 2 busy CPU cores at the default sizes):
 
     DENSE_REWARD_CACHE=... nice -n 10 .venv/bin/python tests/benchmarks/paper_claims.py --sweep RUN_DIR
 
-Writes ``tests/benchmarks/results/paper_claims.json`` (rewritten after every run; ``--resume`` skips
+Writes ``docs/benchmarks/paper_claims.json`` (rewritten after every run; ``--resume`` skips
 runs already in it) and ``paper_claims.md``, and ``docs/paper_claims.png``.
 """
 
@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dense_reward.config import Config, load_config
-from tune_jobs.trainable import TrialRun, epoch_batches
+from dense_reward.config import Config
+from dense_reward.run import Run, epoch_batches
+from tune_jobs.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "tests" / "benchmarks" / "results"
+RESULTS = ROOT / "docs" / "benchmarks"
 DOCS = ROOT / "docs"
 ARMS = ("sparse", "abc", "uniform", "bo")
 STEP_METRICS = ("train_reward", "value_loss", "policy_loss", "kl", "entropy", "attribution_seconds", "step_seconds")
@@ -134,7 +135,7 @@ def run_config(base: Config, args: argparse.Namespace, weights: dict[str, float]
     )
 
 
-def evaluation_point(run: TrialRun, step: int) -> dict[str, Any]:
+def evaluation_point(run: Run, step: int) -> dict[str, Any]:
     evaluation = run.evaluate()
     return {"step": step, "val_reward": evaluation["val_reward"], "gold_reward": evaluation["gold_reward"]}
 
@@ -142,12 +143,12 @@ def evaluation_point(run: TrialRun, step: int) -> dict[str, Any]:
 def train_one(config: Config, label: str) -> dict[str, Any]:
     """PPO for `ppo.epochs * ppo.steps_per_epoch` steps, evaluated at the start and after every epoch."""
     started = time.perf_counter()
-    run = TrialRun(config)
+    run = Run(config)
     load_seconds = time.perf_counter() - started
     evaluations = [evaluation_point(run, 0)]
     steps: list[dict[str, float]] = []
     for epoch in range(1, config.ppo.epochs + 1):
-        for batch in epoch_batches(run.splits.train, config, epoch):
+        for batch in epoch_batches(run.splits.train, config.ppo, epoch):
             metrics = run.trainer.step(batch)
             steps.append({"step": len(steps) + 1, **{k: float(metrics[k]) for k in STEP_METRICS if k in metrics}})
         evaluations.append(evaluation_point(run, len(steps)))
@@ -374,7 +375,7 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    base = load_config(args.config)
+    base = load_sweep_config(args.config).library_config()
     if args.steps % args.eval_every:
         raise SystemExit(f"--steps {args.steps} must be a multiple of --eval-every {args.eval_every}")
     if args.sweep:

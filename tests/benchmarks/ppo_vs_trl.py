@@ -9,7 +9,7 @@ fp32 on CPU, no gradient checkpointing, the same number of torch threads.
 trl 1.12.0 is the last release with this trainer and must not enter the project's environment, so each
 side runs in a subprocess of its own virtualenv and writes its figures as JSON; this script (run with
 the project's interpreter) starts them one after the other, `--repeats` times each, interleaved, and
-writes `tests/benchmarks/results/ppo_vs_trl.{json,md}`.
+writes `docs/benchmarks/ppo_vs_trl.{json,md}`.
 
 Set up the trl environment once (torch first and by itself, so pip keeps the CPU build):
 
@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,13 +120,13 @@ def run_ours(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from dense_reward.config import load_config
-    from dense_reward.ppo import PPOTrainer
     from dense_reward.ppo.rollout import sequence_inputs, tokenize_prompts
+    from dense_reward.run import build_trainer
     from dense_reward.shaping import RewardOutput
+    from tune_jobs.config import load_sweep_config
 
     torch.set_num_threads(spec["threads"])
-    config = load_config(ROOT / "tune_jobs" / "configs" / "tiny.yaml").with_overrides(
+    config = load_sweep_config(ROOT / "tune_jobs" / "configs" / "tiny.yaml").library_config().with_overrides(
         {
             "models.policy.path": spec["model_path"],
             "ppo.batch_size": spec["batch_size"],
@@ -334,8 +334,9 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from dense_reward.models import resolve_model_path
     from dense_reward.tiny_models import corpus
+
+    from dense_reward.models import resolve_model_path
 
     with tempfile.TemporaryDirectory() as scratch:
         os.environ.setdefault("DENSE_REWARD_CACHE", str(Path(scratch) / "cache"))
