@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dense_reward.config import ConfigError
+from dense_reward.simplex import WeightsError
 from tune_jobs.config import KnobSpec
 from tune_jobs.config import SweepConfig as Config
 from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
@@ -31,7 +32,9 @@ def test_shape_and_bounds(space: SearchSpace) -> None:
 def test_knob_defaults_come_from_config_or_box_centre(space: SearchSpace) -> None:
     assert space.knob_defaults["shaping.tau"] == 1.0
     assert space.knob_defaults["ppo.ent_coef"] == pytest.approx(0.05)
-    outside = SearchSpace(SOURCES4, {"shaping.tau": KnobSpec(low=2.0, high=8.0, log=True)}, {"shaping.tau": 1.0})
+    outside = SearchSpace(
+        SOURCES4, {"shaping.tau": KnobSpec(low=2.0, high=8.0, log=True)}, {"shaping.tau": 1.0}
+    )
     assert outside.knob_defaults["shaping.tau"] == pytest.approx(4.0)  # geometric centre of a log box
 
 
@@ -99,7 +102,7 @@ def test_point_fills_missing_sources_and_defaults(space: SearchSpace) -> None:
 def test_contains_rejects_off_simplex_and_out_of_box(space: SearchSpace) -> None:
     good = space.point({"sparse": 0.5, "shap": 0.5})
     assert space.contains(good)
-    assert not space.contains({**good, WEIGHTS_KEY: {**good[WEIGHTS_KEY], "sparse": 0.5 + 1e-6}})
+    assert not space.contains({**good, WEIGHTS_KEY: {**good[WEIGHTS_KEY], "sparse": 0.5 + 1e-5}})
     assert not space.contains({**good, "ppo.ent_coef": 0.2})
     assert not space.contains({WEIGHTS_KEY: {"sparse": 1.0}, **{k: good[k] for k in KNOBS}})
 
@@ -107,7 +110,7 @@ def test_contains_rejects_off_simplex_and_out_of_box(space: SearchSpace) -> None
 def test_source_count_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"2\.\.6 sources"):
         SearchSpace(("sparse",))
-    with pytest.raises(ConfigError, match="unknown source"):
+    with pytest.raises(WeightsError, match="unknown source"):
         SearchSpace(("sparse", "telepathy"))
 
 

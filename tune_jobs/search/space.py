@@ -23,17 +23,15 @@ from typing import Any
 import numpy as np
 
 from dense_reward.config import ConfigError
-from dense_reward.simplex import SOURCES
-from tune_jobs.config import KnobSpec, SweepConfig as Config
+from dense_reward.simplex import TOLERANCE, check_sources, check_weights, on_simplex, project
+from tune_jobs.config import KnobSpec
+from tune_jobs.config import SweepConfig as Config
 
 MIN_SOURCES = 2
 MAX_SOURCES = 6
 
 WEIGHTS_KEY = "weights"
 """Trial config key of the mixing weights."""
-
-SIMPLEX_ATOL = 1e-9
-"""How far from sum 1 (and below 0) a weight vector may be and still count as on the simplex."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,25 +50,22 @@ class SearchSpace:
     knob_defaults: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        sources = tuple(self.sources)
+        sources = tuple(check_sources(self.sources))
         object.__setattr__(self, "sources", sources)
         if not MIN_SOURCES <= len(sources) <= MAX_SOURCES:
             raise ConfigError(
                 f"shaping.sources: a search needs {MIN_SOURCES}..{MAX_SOURCES} sources, got {len(sources)}: "
                 f"{list(sources)}"
             )
-        unknown = [s for s in sources if s not in SOURCES]
-        if unknown:
-            raise ConfigError(f"shaping.sources: unknown source(s) {unknown}; known: {list(SOURCES)}")
-        if len(set(sources)) != len(sources):
-            raise ConfigError(f"shaping.sources: sources repeat: {list(sources)}")
         if WEIGHTS_KEY in self.knobs:
             raise ConfigError(f"search.knobs: `{WEIGHTS_KEY}` is reserved for the mixing weights")
         defaults = {}
         for name, spec in self.knobs.items():
             value = self.knob_defaults.get(name)
             inside = value is not None and spec.low <= value <= spec.high
-            defaults[name] = float(value) if inside else self._from_search_scale(spec, 0.5 * sum(self._box(spec)))
+            defaults[name] = (
+                float(value) if inside else self._from_search_scale(spec, 0.5 * sum(self._box(spec)))
+            )
         object.__setattr__(self, "knob_defaults", defaults)
 
     # ----------------------------------------------------------------------------------------------
@@ -150,15 +145,15 @@ class SearchSpace:
     def from_vector(self, x: np.ndarray) -> dict[str, Any]:
         """The trial config of a ``(D,)`` model vector, projected onto the simplex and into the box.
 
-        Optimisers meet the simplex constraint only to a tolerance (~1e-6); clipping at 0 and
-        renormalising puts the weights on it to float64 precision.
+        Optimisers meet the simplex constraint only to a tolerance (~1e-6); the Euclidean projection
+        puts the weights on it to float64 precision.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.dim,):
             raise ValueError(f"expected a model vector of shape ({self.dim},), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"model vector has non-finite entries: {x}")
-        weights = _project_to_simplex(x[: self.num_sources])
+        weights = project(x[: self.num_sources])
         config: dict[str, Any] = {WEIGHTS_KEY: dict(zip(self.sources, weights.tolist(), strict=True))}
         for value, (name, spec) in zip(x[self.num_sources :], self.knobs.items(), strict=True):
             low, high = self._box(spec)
@@ -187,7 +182,9 @@ class SearchSpace:
             weights[i] = remaining * fraction
             remaining -= weights[i]
         weights[d - 1] = max(remaining, 0.0)
-        config: dict[str, Any] = {WEIGHTS_KEY: dict(zip(self.sources, _project_to_simplex(weights).tolist(), strict=True))}
+        config: dict[str, Any] = {
+            WEIGHTS_KEY: dict(zip(self.sources, project(weights).tolist(), strict=True))
+        }
         for value, (name, spec) in zip(u[d - 1 :], self.knobs.items(), strict=True):
             low, high = self._box(spec)
             config[name] = self._from_search_scale(spec, low + float(value) * (high - low))
@@ -203,7 +200,7 @@ class SearchSpace:
         u = np.zeros(self.unit_dim, dtype=np.float64)
         remaining = 1.0
         for i in range(d - 1):
-            fraction = min(weights[i] / remaining, 1.0) if remaining > SIMPLEX_ATOL else 0.0
+            fraction = min(weights[i] / remaining, 1.0) if remaining > TOLERANCE else 0.0
             u[i] = 1.0 - (1.0 - fraction) ** (d - 1 - i)
             remaining -= weights[i]
         x = self.to_vector(config)
@@ -223,15 +220,11 @@ class SearchSpace:
     def point(self, weights: Mapping[str, float], knobs: Mapping[str, float] | None = None) -> dict[str, Any]:
         """A full trial config from weights naming some sources (the rest get 0) and optional knob values.
 
-        Knobs not given take :attr:`knob_defaults`. Raises ``ValueError`` if the weights are off the simplex.
+        Knobs not given take :attr:`knob_defaults`. Raises ``ValueError`` (a
+        :class:`~dense_reward.simplex.WeightsError` for weights) if a value is off the simplex or the box.
         """
-        unknown = [s for s in weights if s not in self.sources]
-        if unknown:
-            raise ValueError(f"weights name source(s) {unknown} not in the searched sources {list(self.sources)}")
-        vector = np.array([float(weights.get(s, 0.0)) for s in self.sources], dtype=np.float64)
-        if not np.all(np.isfinite(vector)) or np.any(vector < 0) or abs(vector.sum() - 1.0) > 1e-6:
-            raise ValueError(f"weights must be >= 0 and sum to 1, got {dict(weights)}")
-        config: dict[str, Any] = {WEIGHTS_KEY: dict(zip(self.sources, (vector / vector.sum()).tolist(), strict=True))}
+        checked = check_weights(weights, self.sources, field=WEIGHTS_KEY)
+        config: dict[str, Any] = {WEIGHTS_KEY: {s: checked.get(s, 0.0) for s in self.sources}}
         knobs = dict(knobs or {})
         unknown = [k for k in knobs if k not in self.knobs]
         if unknown:
@@ -243,13 +236,12 @@ class SearchSpace:
             config[name] = value
         return config
 
-    def contains(self, config: Mapping[str, Any], atol: float = SIMPLEX_ATOL) -> bool:
-        """Whether ``config`` has every source's weight on the simplex (within ``atol``) and knobs in the box."""
+    def contains(self, config: Mapping[str, Any]) -> bool:
+        """Whether ``config`` has every source's weight on the simplex (within its tolerance) and knobs in the box."""
         weights = config.get(WEIGHTS_KEY)
         if not isinstance(weights, Mapping) or set(weights) != set(self.sources):
             return False
-        vector = np.array([float(weights[s]) for s in self.sources], dtype=np.float64)
-        if not np.all(np.isfinite(vector)) or np.any(vector < -atol) or abs(vector.sum() - 1.0) > atol:
+        if not on_simplex(np.array([float(weights[s]) for s in self.sources], dtype=np.float64)):
             return False
         for name, spec in self.knobs.items():
             value = config.get(name)
@@ -267,7 +259,9 @@ class SearchSpace:
             raise ValueError(f"trial config has no `{WEIGHTS_KEY}` mapping: {dict(config)}")
         unknown = [s for s in weights if s not in self.sources]
         if unknown:
-            raise ValueError(f"weights name source(s) {unknown} not in the searched sources {list(self.sources)}")
+            raise ValueError(
+                f"weights name source(s) {unknown} not in the searched sources {list(self.sources)}"
+            )
         return np.array([float(weights.get(s, 0.0)) for s in self.sources], dtype=np.float64)
 
     @staticmethod
@@ -286,12 +280,3 @@ class SearchSpace:
             return value
         # exp(log(x)) may land a hair outside [low, high]; the box is a hard promise.
         return min(max(math.exp(value), spec.low), spec.high)
-
-
-def _project_to_simplex(weights: np.ndarray) -> np.ndarray:
-    """``(d,)`` weights clipped at 0 and renormalised to sum to 1 (uniform if all were <= 0)."""
-    clipped = np.clip(np.asarray(weights, dtype=np.float64), 0.0, None)
-    total = clipped.sum()
-    if total <= 0.0:
-        return np.full(clipped.shape, 1.0 / clipped.size)
-    return clipped / total

@@ -1,0 +1,182 @@
+"""The BoTorch math of the search, as pure functions of arrays: fit, initial points, acquisition.
+
+Shapes: ``n`` completed trials, ``p`` pending or failed trials, ``D = d + k`` model-vector length
+(``d`` weights on the simplex, then ``k`` knobs on their search scale; see
+:class:`~tune_jobs.search.space.SearchSpace`). Values ``y`` are to be maximised. Everything runs
+in float64.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from tune_jobs.search.space import SearchSpace
+
+if TYPE_CHECKING:
+    from botorch.models import SingleTaskGP
+
+LOCAL_CENTRES = 3
+"""Best observed points around which acquisition restarts are also sought."""
+LOCAL_SAMPLES = 32
+"""Jittered points drawn around each of them."""
+JITTER_CONCENTRATION = 50.0
+"""Dirichlet concentration of the jitter: keeps it within a few hundredths of the centre's weights."""
+
+Hyperparameters = dict[str, list]
+"""A fitted GP's trained parameters by name, as nested lists (JSON-ready)."""
+
+
+@contextmanager
+def bounded_torch(threads: int, seed: int) -> Iterator[None]:
+    """Run GP work on at most ``threads`` torch threads with a private, seeded torch RNG.
+
+    The driver shares its cores with trials; the restored thread count and RNG leave the rest of
+    the process as it was. Ill-conditioning and iteration-limit warnings, expected on tiny noisy
+    data sets, are silenced inside.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"(botorch|gpytorch|linear_operator)\.")
+            torch.manual_seed(seed)
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def sobol_unit(dim: int, count: int, seed: int, skip: int = 0) -> np.ndarray:
+    """Points ``skip .. skip + count - 1`` of the scrambled Sobol sequence of ``seed``: ``(count, dim)`` in [0, 1]."""
+    engine = torch.quasirandom.SobolEngine(dimension=dim, scramble=True, seed=seed)
+    if skip:
+        engine.fast_forward(skip)
+    return engine.draw(count, dtype=torch.float64).numpy()
+
+
+def fit_gp(
+    x: np.ndarray,
+    y: np.ndarray,
+    bounds: np.ndarray,
+    hyperparameters: Hyperparameters | None = None,
+) -> SingleTaskGP:
+    """A SingleTaskGP fitted to ``x`` ``(n, D)`` and ``y`` ``(n,)`` by maximum marginal likelihood.
+
+    Inputs are normalised to the unit cube by ``bounds`` ``(2, D)``, the outcome standardised.
+    ``hyperparameters`` (from :func:`hyperparameters_of` of an earlier fit) start the optimiser.
+    """
+    from botorch.fit import fit_gpytorch_mll
+    from botorch.models import SingleTaskGP
+    from botorch.models.transforms.input import Normalize
+    from botorch.models.transforms.outcome import Standardize
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    dim = bounds.shape[1]
+    model = SingleTaskGP(
+        torch.as_tensor(x, dtype=torch.float64),  # (n, D)
+        torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1),  # (n, 1)
+        input_transform=Normalize(d=dim, bounds=torch.as_tensor(bounds, dtype=torch.float64)),
+        outcome_transform=Standardize(m=1),
+    )
+    if hyperparameters is not None:
+        model.load_state_dict(
+            {k: torch.tensor(v, dtype=torch.float64) for k, v in hyperparameters.items()}, strict=False
+        )
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model
+
+
+def hyperparameters_of(model: SingleTaskGP) -> Hyperparameters:
+    """The trained parameters of ``model``; priors, constraints and data transforms are rebuilt by :func:`fit_gp`."""
+    return {k: v.detach().tolist() for k, v in model.named_parameters()}
+
+
+def raw_candidates(space: SearchSpace, x: np.ndarray, y: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` Sobol points on the space plus Dirichlet jitter around the best observed points: ``(m, D)``.
+
+    Drawn here rather than by BoTorch's hit-and-run polytope sampler, which costs seconds per
+    suggestion; the uniform map onto the simplex (:meth:`SearchSpace.from_unit`) makes the Sobol
+    points cover it evenly. ``x`` ``(n, D)`` and ``y`` ``(n,)`` are the observations.
+    """
+    unit = sobol_unit(space.unit_dim, count, seed)  # (count, d - 1 + k)
+    vectors = [space.to_vector(space.from_unit(u)) for u in unit]
+    rng = np.random.default_rng(seed)
+    d = space.num_sources
+    low, high = space.bounds[:, d:]
+    for best in x[np.argsort(-y)[:LOCAL_CENTRES]]:
+        for _ in range(LOCAL_SAMPLES):
+            jitter = best.copy()
+            # The 0.1 keeps every source reachable from a centre on a face of the simplex.
+            jitter[:d] = rng.dirichlet(JITTER_CONCENTRATION * best[:d] + 0.1)
+            jitter[d:] = np.clip(best[d:] + 0.05 * (high - low) * rng.standard_normal(len(low)), low, high)
+            vectors.append(jitter)
+    return np.stack(vectors)
+
+
+def maximise_qlognei(
+    model: SingleTaskGP,
+    x: np.ndarray,
+    pending: np.ndarray,
+    candidates: np.ndarray,
+    bounds: np.ndarray,
+    num_sources: int,
+    num_restarts: int,
+    mc_samples: int,
+    maxiter: int,
+    seed: int,
+) -> np.ndarray:
+    """The ``(D,)`` maximiser of qLogNoisyExpectedImprovement on the simplex times the box.
+
+    Args:
+        model: The GP fitted to ``x``.
+        x: ``(n, D)`` observed points, the baseline of the noisy improvement.
+        pending: ``(p, D)`` points of running (or failed) trials: a point already there adds no
+            improvement, so the optimiser moves away from them.
+        candidates: ``(m, D)`` raw points, scored to pick ``num_restarts`` starts.
+        bounds: ``(2, D)`` box of the model vector.
+        num_sources: ``d``; ``sum(x[:d]) == 1`` is the equality constraint of the optimiser.
+        num_restarts: Starts of the SLSQP optimiser.
+        mc_samples: Quasi-MC samples of the acquisition function.
+        maxiter: SLSQP iterations.
+        seed: Seed of the MC sampler.
+    """
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.optim import optimize_acqf
+    from botorch.optim.initializers import initialize_q_batch
+    from botorch.sampling.normal import SobolQMCNormalSampler
+
+    acquisition = qLogNoisyExpectedImprovement(
+        model=model,
+        X_baseline=torch.as_tensor(x, dtype=torch.float64),  # (n, D)
+        sampler=SobolQMCNormalSampler(sample_shape=torch.Size([mc_samples]), seed=seed),
+        X_pending=torch.as_tensor(pending, dtype=torch.float64) if len(pending) else None,  # (p, D)
+        prune_baseline=True,
+    )
+    with torch.no_grad():
+        raw = torch.as_tensor(candidates, dtype=torch.float64).unsqueeze(-2)  # (m, 1, D)
+        starts, _ = initialize_q_batch(raw, acquisition(raw), n=num_restarts)  # (restarts, 1, D)
+    simplex = (torch.arange(num_sources), torch.ones(num_sources, dtype=torch.float64), 1.0)
+    candidate, _ = optimize_acqf(
+        acquisition,
+        bounds=torch.as_tensor(bounds, dtype=torch.float64),
+        q=1,
+        num_restarts=num_restarts,
+        batch_initial_conditions=starts,
+        equality_constraints=[simplex],
+        options={"maxiter": maxiter},
+    )
+    return candidate[0].detach().numpy()  # (D,)
+
+
+def too_close(vector: np.ndarray, others: np.ndarray, bounds: np.ndarray, distance: float) -> bool:
+    """Whether ``vector`` ``(D,)`` lies within ``distance`` (max-norm, unit-cube units) of a row of ``others`` ``(p, D)``."""
+    if not len(others):
+        return False
+    low, high = bounds
+    scaled = (others - vector) / (high - low)  # (p, D)
+    return bool(np.min(np.max(np.abs(scaled), axis=1)) < distance)
