@@ -12,6 +12,7 @@ file (holding its trial id) and SIGKILLs its own process, once per marker file.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
@@ -19,11 +20,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.fs
 import ray
 from ray import tune
 
 from dense_reward.config import Config
-from dense_reward.run import Run, read_run_state
+from dense_reward.ppo.checkpoint import FILES as CHECKPOINT_FILES
+from dense_reward.run import RUN_STATE_FILE, Run, read_run_state
 from dense_reward.simplex import check_weights
 from dense_reward.viz import heatmap_page
 from tune_jobs.config import METRIC, validate_sweep_config
@@ -101,6 +104,33 @@ def trial_arguments(base: Config, trial: Mapping[str, Any]) -> tuple[Config, dic
     return config, weights, None if seed is None else int(seed)
 
 
+def newest_checkpoint(known: tune.Checkpoint | None) -> tune.Checkpoint | None:
+    """The newest complete checkpoint in this trial's storage folder, or `known` when none is newer.
+
+    Ray Tune persists its experiment state only every ~10 s (`TUNE_GLOBAL_CHECKPOINT_S`), so after a
+    driver is killed, `tune.get_checkpoint()` can name an older checkpoint than the trial had written;
+    the folder on storage is the truth. A checkpoint counts once it holds every file `Run.save` writes.
+    """
+    storage = tune.get_context().get_storage()
+    filesystem, trial_path = storage.storage_filesystem, storage.trial_fs_path
+    best, best_epoch = known, -1
+    if known is not None:
+        with known.as_directory() as directory:
+            best_epoch = int(read_run_state(directory)["epoch"])
+    folders = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
+    for folder in folders:
+        if folder.type != pyarrow.fs.FileType.Directory or not folder.base_name.startswith("checkpoint_"):
+            continue
+        names = {info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(folder.path))}
+        if not {RUN_STATE_FILE, *CHECKPOINT_FILES} <= names:
+            continue
+        with filesystem.open_input_stream(f"{folder.path}/{RUN_STATE_FILE}") as stream:
+            epoch = int(json.loads(stream.read())["epoch"])
+        if epoch > best_epoch:
+            best, best_epoch = tune.Checkpoint(folder.path, filesystem=filesystem), epoch
+    return best
+
+
 def epoch_metrics(train: Mapping[str, float], evaluation: Mapping[str, Any], epoch: int) -> dict[str, float]:
     """What a trial reports after an epoch: the objective, its standard error, training means, the epoch."""
     metrics = {key: float(train[key]) for key in REPORTED if key in train}
@@ -124,7 +154,7 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
     trial_id = context.get_trial_id() or "local"
     trial_name = context.get_trial_name() or trial_id
 
-    checkpoint = tune.get_checkpoint()
+    checkpoint = newest_checkpoint(tune.get_checkpoint())
     start_epoch = 0
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
