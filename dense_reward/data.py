@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dense_reward.builtin.registry import UnknownBuiltinError, load_dataset_rows
 from dense_reward.config import DataConfig
 from dense_reward.errors import UserError
 
@@ -41,18 +42,6 @@ class PromptSplits:
 # --------------------------------------------------------------------------------------------------
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
-
-
-def _builtin_rows(name: str) -> list[dict[str, Any]]:
-    if name == "tiny-prompts":
-        from dense_reward.tiny_models import corpus
-
-        return [{"prompt": sentence} for sentence in corpus(n_sentences=200, seed=7)]
-    if name == "demo-prompts":
-        from dense_reward.demo import DEMO_PROMPTS_PATH
-
-        return _read_local(Path(DEMO_PROMPTS_PATH))
-    raise DataError(f"data.source: unknown built-in dataset {name!r}; known: ['tiny-prompts', 'demo-prompts']")
 
 
 def _read_local(path: Path) -> list[dict[str, Any]]:
@@ -98,7 +87,10 @@ def read_rows(config: DataConfig) -> list[dict[str, Any]]:
     """All rows of the configured dataset, as dicts."""
     source = config.source
     if source.startswith("builtin:"):
-        return _builtin_rows(source.removeprefix("builtin:"))
+        try:
+            return load_dataset_rows(source.removeprefix("builtin:"), "data.source")
+        except UnknownBuiltinError as error:
+            raise DataError(str(error)) from None
     path = Path(source).expanduser()
     if source.endswith(LOCAL_SUFFIXES) or path.exists():
         if path.is_dir():

@@ -31,15 +31,6 @@ class EvaluationError(UserError, ValueError):
     """A scorer returned the wrong number of values or a non-finite one."""
 
 
-def gold_scorer_from_config(config: Config) -> GoldScorer | None:
-    """The gold scorer named by `evaluation.gold_scorer` (None for `none`)."""
-    if config.evaluation.gold_scorer == "vader":
-        from dense_reward.demo.gold import gold_reward
-
-        return gold_reward
-    return None
-
-
 def generate_texts(
     policy, tokenizer, prompts: Sequence[str], evaluation: EvaluationConfig, decoding: PPOConfig, seed: int = 0
 ) -> list[str]:
@@ -183,7 +174,6 @@ __all__ = [
     "EvaluationError",
     "GoldScorer",
     "evaluate",
-    "gold_scorer_from_config",
     "generate_texts",
     "win_rate",
 ]

@@ -1,19 +1,18 @@
 """Load policy, reference, reward and value models by hub id, local folder or `builtin:<name>`.
 
-`builtin:` models are built offline once into the cache folder (``$DENSE_REWARD_CACHE`` or
-``~/.cache/dense-reward``) and then loaded with ``from_pretrained`` exactly like a hub model.
+`builtin:` models come from `dense_reward.builtin.registry`: built offline once into the cache folder
+(``$DENSE_REWARD_CACHE`` or ``~/.cache/dense-reward``), then loaded with ``from_pretrained`` exactly
+like a hub model.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from dense_reward.builtin.registry import UnknownBuiltinError, resolve_model
 from dense_reward.config import LoraSpec, ModelSpec, RewardModelSpec
 from dense_reward.errors import UserError
 
@@ -22,53 +21,13 @@ class ModelLoadError(UserError):
     """A model could not be found or loaded; the message names the config field and the path or id."""
 
 
-def cache_dir() -> Path:
-    """Where built-in models and the demo kit are cached."""
-    return Path(os.environ.get("DENSE_REWARD_CACHE", Path.home() / ".cache" / "dense-reward"))
-
-
-def _builtin_builders() -> dict[str, Callable[[Path], Path]]:
-    from dense_reward import tiny_models
-
-    builders: dict[str, Callable[[Path], Path]] = {
-        "tiny-gpt2": tiny_models.build_tiny_policy,
-        "tiny-rm": tiny_models.build_tiny_reward_model,
-    }
-    try:
-        from dense_reward.demo import kit
-    except ImportError:
-        return builders
-    builders.update(getattr(kit, "BUILDERS", {}))
-    return builders
-
-
-def build_in_place(target: Path, build: Callable[[Path], object]) -> None:
-    """Run `build(folder)` on a folder beside `target`, then rename it to `target`.
-
-    Concurrent trials building the same model never see half a folder; the loser of the race
-    drops its copy.
-    """
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    build(tmp)
-    try:
-        tmp.replace(target)
-    except OSError:
-        if not (target / "config.json").is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def resolve_model_path(path: str, field: str = "model") -> str:
     """Turn a config `path` into something `from_pretrained` takes; build `builtin:` models on first use."""
     if path.startswith("builtin:"):
-        name = path.removeprefix("builtin:")
-        builders = _builtin_builders()
-        if name not in builders:
-            raise ModelLoadError(f"{field}: unknown built-in model {name!r}; known: {sorted(builders)}")
-        target = cache_dir() / "builtin" / name
-        if not (target / "config.json").is_file():
-            build_in_place(target, builders[name])
-        return str(target)
+        try:
+            return str(resolve_model(path.removeprefix("builtin:"), field))
+        except UnknownBuiltinError as error:
+            raise ModelLoadError(str(error)) from None
     local = Path(path).expanduser()
     looks_local = path.startswith((".", "/", "~")) or local.exists()
     if looks_local:

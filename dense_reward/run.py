@@ -30,7 +30,8 @@ from torch import nn
 from dense_reward.attribution.align import policy_token_offsets
 from dense_reward.config import Config, ModelsConfig, PPOConfig
 from dense_reward.data import load_prompts
-from dense_reward.evaluation import evaluate, gold_scorer_from_config
+from dense_reward.builtin.registry import gold_scorer
+from dense_reward.evaluation import evaluate
 from dense_reward.models import load_policy, load_reference
 from dense_reward.ppo.trainer import PPOTrainer, RewardFn, seed_everything
 from dense_reward.ppo.value import load_critic
@@ -160,7 +161,7 @@ class Run:
             critic=models.critic,
             total_steps=total_steps,
         )
-        self.gold_scorer = gold_scorer_from_config(config)
+        self.gold_scorer = gold_scorer(config.evaluation.gold_scorer)
         self.epoch = 0
         """The last epoch trained (restored by `load`)."""
         self._every_source: DenseReward | None = None

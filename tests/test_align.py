@@ -17,7 +17,7 @@ from dense_reward.attribution.align import (
 )
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.models import load_tokenizer
-from dense_reward.tiny_models import WORDS
+from dense_reward.builtin.tiny import WORDS
 
 
 @cache

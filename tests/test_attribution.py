@@ -26,7 +26,7 @@ from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
 from dense_reward.simplex import SOURCES
-from dense_reward.tiny_models import WORDS, corpus
+from dense_reward.builtin.tiny import WORDS, corpus
 
 PUNCTUATION = [".", ",", "!", "?"]
 

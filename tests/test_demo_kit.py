@@ -11,22 +11,22 @@ import numpy as np
 import pytest
 from ray_fixtures import ray_local  # noqa: F401
 
-from dense_reward.demo import DEMO_PROMPTS_PATH
-from dense_reward.demo.gold import gold_reward, word_credit
-from dense_reward.demo.prompts import load_demo_prompts
+from dense_reward.builtin.demo import DEMO_PROMPTS_PATH
+from dense_reward.builtin.demo.gold import gold_reward, word_credit
+from dense_reward.builtin.demo.prompts import load_demo_prompts
 from dense_reward.errors import UserError
 
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dense_reward.demo.kit import build_policy
+    from dense_reward.builtin.demo.gguf_policy import build_policy
 
     return build_policy(tmp_path_factory.mktemp("kit") / "policy", progress=lambda line: None)
 
 
 @pytest.fixture(scope="module")
 def reward_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dense_reward.demo.reward_head import train_reward_model
+    from dense_reward.builtin.demo.reward_head import train_reward_model
 
     return train_reward_model(
         tmp_path_factory.mktemp("kit") / "rm",
@@ -55,7 +55,7 @@ def test_prompts_file_is_well_formed_and_large_enough() -> None:
 
 
 def test_importing_the_demo_package_does_not_import_torch() -> None:
-    code = "import sys, dense_reward.demo; print('torch' in sys.modules)"
+    code = "import sys, dense_reward.builtin.demo; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -158,8 +158,8 @@ def test_reward_head_agrees_with_gold_on_heldout(reward_dir: Path) -> None:
 
 @pytest.mark.timeout(600)
 def test_reward_model_folder_loads_through_the_standard_path(reward_dir: Path) -> None:
+    from dense_reward.builtin.demo.reward_head import score_texts
     from dense_reward.config import RewardModelSpec
-    from dense_reward.demo.reward_head import score_texts
     from dense_reward.models import load_reward_model
 
     model, tokenizer = load_reward_model(RewardModelSpec(path=str(reward_dir)))
@@ -180,7 +180,7 @@ def test_reward_model_folder_loads_through_the_standard_path(reward_dir: Path) -
 def small_demo_config(policy_dir: Path, reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import yaml
 
-    from dense_reward.demo.prompts import load_demo_prompts
+    from dense_reward.builtin.demo.prompts import load_demo_prompts
     from tune_jobs.commands.demo import DEMO_CONFIG
 
     folder = tmp_path_factory.mktemp("small-demo")
@@ -216,7 +216,7 @@ def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
     from tune_jobs.cli import main
     from tune_jobs.commands.demo import free_run_dir
     from tune_jobs.results import load_results
-    from tune_jobs.sweep import resolve_run
+    from tune_jobs.rundir import resolve_run
 
     monkeypatch.chdir(tmp_path)
     assert main(["demo", "--config", str(small_demo_config), "--name", "small"]) == 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dense_reward.config import Config
-from dense_reward.evaluation import EvaluationError, evaluate, gold_scorer_from_config, win_rate
+from dense_reward.evaluation import EvaluationError, evaluate, win_rate
 from dense_reward.models import load_policy
 from dense_reward.reward_model import RewardModel
 
@@ -146,9 +146,3 @@ def test_win_rate_against_disabled_adapters(tiny_policy_spec, tiny_config) -> No
     with pytest.raises(EvaluationError, match="needs a peft policy"):
         win_rate(plain, None, tokenizer, PROMPTS, LengthScorer(), config.evaluation, config.ppo)
 
-
-def test_gold_scorer_from_config(tiny_config) -> None:
-    assert gold_scorer_from_config(tiny_config) is None
-    vader = gold_scorer_from_config(tiny_config.with_overrides({"evaluation.gold_scorer": "vader"}))
-    scores = vader(["I love this, it is great", "I hate this, it is awful"])
-    assert scores[0] > 0 > scores[1]

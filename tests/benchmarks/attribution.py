@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from dense_reward.tiny_models import corpus
+from dense_reward.builtin.tiny import corpus
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.config import ModelSpec, RewardModelSpec

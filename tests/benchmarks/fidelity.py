@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from dense_reward.demo.gold import word_credit
-from dense_reward.demo.prompts import load_demo_prompts
+from dense_reward.builtin.demo.gold import word_credit
+from dense_reward.builtin.demo.prompts import load_demo_prompts
 from scipy.stats import spearmanr
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
@@ -54,7 +54,7 @@ from dense_reward.reward_model import RewardModel
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "benchmarks"
 DOCS = ROOT / "docs"
-NATURAL_REPLIES = ROOT / "dense_reward" / "demo" / "natural_replies.jsonl"
+NATURAL_REPLIES = ROOT / "dense_reward" / "builtin" / "demo" / "natural_replies.jsonl"
 
 
 @dataclass(frozen=True)

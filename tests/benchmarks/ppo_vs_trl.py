@@ -334,7 +334,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(ROOT))
-    from dense_reward.tiny_models import corpus
+    from dense_reward.builtin.tiny import corpus
 
     from dense_reward.models import resolve_model_path
 

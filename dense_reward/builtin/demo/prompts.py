@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dense_reward.demo import DEMO_PROMPTS_PATH
+from dense_reward.builtin.demo import DEMO_PROMPTS_PATH
 from dense_reward.errors import UserError
 
 
@@ -25,3 +25,8 @@ def load_demo_prompts(path: str | Path = DEMO_PROMPTS_PATH) -> list[str]:
             raise UserError(f'{path}:{number}: expected {{"prompt": "<non-empty text>"}}')
         prompts.append(prompt)
     return prompts
+
+
+def demo_prompt_rows() -> list[dict[str, str]]:
+    """The `demo-prompts` dataset: one ``{"prompt": <text>}`` row per bundled prompt, in file order."""
+    return [{"prompt": prompt} for prompt in load_demo_prompts()]

@@ -1,10 +1,10 @@
-"""Tiny random models built offline, for tests and `tune_jobs/configs/tiny.yaml`.
+"""Tiny random models and prompts built offline, for tests and `tune_jobs/configs/tiny.yaml`.
 
 `tiny-gpt2` is a 2-layer GPT-2 with a byte-level BPE tokenizer; `tiny-rm` is a 2-layer BERT
 sequence classifier (num_labels=1) with a WordPiece tokenizer, so policy and reward model never
 share a tokenizer. Both are trained (tokenizers) and initialised (weights) from a fixed seed in a
 few seconds and saved as ordinary Hugging Face folders, then loaded through the same
-`from_pretrained` path as hub models.
+`from_pretrained` path as hub models. `tiny-prompts` is 200 sentences of the same vocabulary.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def corpus(n_sentences: int = 2000, seed: int = 0) -> list[str]:
         punct = rng.choice([".", "!", "?", ",", "."])
         sentences.append(" ".join(words).capitalize() + punct)
     return sentences
+
+
+def prompt_rows() -> list[dict[str, str]]:
+    """The `tiny-prompts` dataset: 200 ``{"prompt": <sentence>}`` rows (seed 7, unlike the tokenizer corpora)."""
+    return [{"prompt": sentence} for sentence in corpus(n_sentences=200, seed=7)]
 
 
 def build_tiny_policy(out_dir: str | Path, seed: int = 0, vocab_size: int = 512) -> Path:

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dense_reward.demo.gold import gold_reward, lexicon
+from dense_reward.builtin.demo import NATURAL_REPLIES_PATH
+from dense_reward.builtin.demo.gold import gold_reward, lexicon
+from dense_reward.builtin.demo.prompts import load_demo_prompts
 from dense_reward.errors import UserError
 
 POSITIVE_WORDS = (
@@ -80,8 +82,6 @@ NEUTRAL_SENTENCES = (
     "Think about what you want to say.",
 )
 OPENERS = ("", "", "Sure. ", "Okay, ", "Well, ", "Hi! ", "I see. ", "Thanks for asking. ", "Oh. ")
-NATURAL_REPLIES_PATH = Path(__file__).resolve().parent / "natural_replies.jsonl"
-"""Hand-written replies in plain prose, unlike the templates: a check that the head generalises."""
 
 
 @dataclass
@@ -295,3 +295,8 @@ def train_reward_model(
         f"{natural.pairwise_accuracy:.3f}, {natural.spearman:.3f} (n={natural.n}); {seconds:.0f} s"
     )
     return out_dir
+
+
+def build_reward_model(out_dir: str | Path, progress: Callable[[str], None] = print) -> Path:
+    """The `minilm-rm` built-in: MiniLM with a scalar head fitted to VADER on replies to the demo prompts."""
+    return train_reward_model(out_dir, prompts=load_demo_prompts(), progress=progress)

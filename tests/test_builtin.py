@@ -1,0 +1,92 @@
+"""The `builtin:` registry: one mapping of models, datasets and gold scorers, and its place in the import graph."""
+
+from __future__ import annotations
+
+import pytest
+from test_import_graph import import_graph
+
+from dense_reward.builtin.cache import model_dir
+from dense_reward.builtin.demo.kit import kit_names_in
+from dense_reward.builtin.registry import (
+    BUILTINS,
+    BuiltinDataset,
+    BuiltinGoldScorer,
+    BuiltinModel,
+    UnknownBuiltinError,
+    gold_scorer,
+    load_dataset_rows,
+    names,
+    resolve_model,
+)
+from dense_reward.errors import UserError
+
+
+def test_every_builtin_a_shipped_config_names_is_registered() -> None:
+    assert names(BuiltinModel) == ["tiny-gpt2", "tiny-rm", "smollm2-135m-instruct", "minilm-rm"]
+    assert names(BuiltinDataset) == ["tiny-prompts", "demo-prompts"]
+    assert names(BuiltinGoldScorer) == ["vader"]
+    assert len(BUILTINS) == 7
+
+
+def test_model_is_built_into_the_cache_once(_isolated_cache) -> None:
+    folder = resolve_model("tiny-rm")
+    assert folder == model_dir("tiny-rm") and folder.is_relative_to(_isolated_cache)
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    assert resolve_model("tiny-rm") == folder
+    assert (folder / "config.json").stat().st_mtime_ns == stamp
+    assert not list(folder.parent.glob("tiny-rm.tmp*"))
+
+
+def test_datasets_are_prompt_rows() -> None:
+    tiny = load_dataset_rows("tiny-prompts")
+    assert len(tiny) == 200 and all(set(row) == {"prompt"} for row in tiny)
+    demo = load_dataset_rows("demo-prompts")
+    assert len(demo) >= 300 and all(row["prompt"].strip() for row in demo)
+
+
+def test_gold_scorer_by_config_value() -> None:
+    assert gold_scorer("none") is None
+    vader = gold_scorer("vader")
+    assert vader is not None
+    scores = vader(["I love this, it is great", "I hate this, it is awful"])
+    assert scores.shape == (2,) and scores[0] > 0 > scores[1]
+
+
+def test_unknown_names_and_names_of_another_kind_are_clear_errors() -> None:
+    with pytest.raises(
+        UnknownBuiltinError, match=r"models.policy.path: unknown built-in model 'gpt-17'; known: \["
+    ):
+        resolve_model("gpt-17", "models.policy.path")
+    # A dataset name is not a model, and a model name is not a dataset.
+    with pytest.raises(UserError, match="unknown built-in model 'tiny-prompts'"):
+        resolve_model("tiny-prompts")
+    with pytest.raises(UserError, match="data.source: unknown built-in dataset 'tiny-gpt2'"):
+        load_dataset_rows("tiny-gpt2")
+    with pytest.raises(
+        UserError, match=r"evaluation.gold_scorer: unknown built-in gold scorer 'afinn'; known: \['vader'\]"
+    ):
+        gold_scorer("afinn")
+
+
+def test_kit_names_in_config_paths() -> None:
+    paths = ["builtin:minilm-rm", "builtin:tiny-gpt2", "some/hub-id", "builtin:smollm2-135m-instruct"]
+    assert kit_names_in(paths) == ["smollm2-135m-instruct", "minilm-rm"]
+    assert kit_names_in(["builtin:tiny-gpt2", "builtin:tiny-rm"]) == []
+
+
+def test_builtin_depends_on_nothing_of_the_library_and_evaluation_not_on_the_demo() -> None:
+    graph, _ = import_graph()
+    builtin = {module for module in graph if module.startswith("dense_reward.builtin")}
+    assert {"dense_reward.builtin.registry", "dense_reward.builtin.demo.kit"} <= builtin
+    outside = {
+        (module, target)
+        for module in builtin
+        for target in graph[module]
+        if not target.startswith("dense_reward.builtin") and target != "dense_reward.errors"
+    }
+    assert outside == set()
+    # The library reaches the built-ins through the registry only.
+    for module, targets in graph.items():
+        if module.startswith("dense_reward.") and module not in builtin:
+            assert targets & builtin <= {"dense_reward.builtin.registry"}, module
+    assert not graph["dense_reward.evaluation"] & builtin
