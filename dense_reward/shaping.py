@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from dense_reward.attribution import EXPLAINERS
+from dense_reward.attribution import EXPLAINERS, build_explainer
 from dense_reward.attribution.align import align_credit, policy_token_offsets
 from dense_reward.attribution.attention import AttentionExplainer
-from dense_reward.attribution.base import Explainer, ScoredBatch, build_explainer
+from dense_reward.attribution.base import Explainer, ScoredBatch
 from dense_reward.attribution.sparse import last_token_one_hot
 from dense_reward.config import ShapingConfig
 from dense_reward.errors import UserError

@@ -18,15 +18,15 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets, registered_sources
+from dense_reward.attribution import EXPLAINERS, Explainer, ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.attention import AttentionUnavailableError
 from dense_reward.attribution.batching import Scorer, run_concurrently
+from dense_reward.builtin.tiny import WORDS, corpus
 from dense_reward.config import ModelSpec, RewardModelSpec, ShapingConfig
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
 from dense_reward.simplex import SOURCES
-from dense_reward.builtin.tiny import WORDS, corpus
 
 PUNCTUATION = [".", ",", "!", "?"]
 
@@ -198,7 +198,12 @@ def test_causal_redistribution_uses_one_forward_and_matches_prefixes(policy_toke
 
 
 def test_registry_knows_every_source(additive) -> None:
-    assert registered_sources() == sorted(SOURCES)
+    assert tuple(EXPLAINERS) == SOURCES
+    for name, explainer in EXPLAINERS.items():
+        assert explainer.name == name
+        # Only sparse and attention credit is a distribution already; the rest is signed.
+        assert explainer.is_distribution == (name in ("sparse", "attention"))
+        assert isinstance(build_explainer(name, additive[0]), Explainer)
     with pytest.raises(ValueError, match="unknown attribution source"):
         build_explainer("nope", additive[0])
     with pytest.raises(ValueError, match="bad options"):

@@ -10,12 +10,12 @@ attention: fused kernels (sdpa, flash) return no attention weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, register_explainer
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
 from dense_reward.errors import UserError
 from dense_reward.reward_model import RewardModel
 
@@ -24,7 +24,6 @@ class AttentionUnavailableError(UserError):
     """The reward model returns no attention weights."""
 
 
-@register_explainer("attention")
 class AttentionExplainer(RMTokenExplainer):
     """Last-layer, head-averaged attention row of the scoring token over the response tokens.
 
@@ -34,7 +33,8 @@ class AttentionExplainer(RMTokenExplainer):
             encoder), ``final`` or ``first``.
     """
 
-    name = "attention"
+    name: ClassVar[str] = "attention"
+    is_distribution: ClassVar[bool] = True
 
     def __init__(self, reward_model: RewardModel, query: Literal["auto", "final", "first"] = "auto") -> None:
         super().__init__(reward_model)

@@ -1,15 +1,15 @@
-"""The explainer contract and the registry of attribution sources by name.
+"""The explainer contract: what every attribution source takes and returns, and the facts it carries.
 
 Every source turns a scored batch into one float array per response over the response's **policy**
 tokens. Sources that work on RM tokens return `TokenCredit` (RM-token spans and their credit)
 from `credit`, and `RMTokenExplainer.explain` moves it onto policy tokens with `align.align_credit`.
+The registry of sources by name is `dense_reward.attribution.registry.EXPLAINERS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,9 +44,12 @@ class ScoredBatch:
 
 @runtime_checkable
 class Explainer(Protocol):
-    """A per-token credit source."""
+    """A per-token credit source, constructed as ``cls(reward_model, **options)``."""
 
-    name: str
+    name: ClassVar[str]
+    """The source name, as in ``shaping.sources``."""
+    is_distribution: ClassVar[bool]
+    """The credit is already a distribution over the tokens (>= 0, sums to 1): shaping only renormalises it."""
 
     def explain(self, batch: ScoredBatch) -> list[np.ndarray]:
         """One (T_i,) float array per response over its policy tokens."""
@@ -66,7 +69,8 @@ class TokenCredit:
 class RMTokenExplainer:
     """Base of the sources that attribute over RM tokens and align the result to policy tokens."""
 
-    name = ""
+    name: ClassVar[str] = ""
+    is_distribution: ClassVar[bool] = False
 
     def __init__(self, reward_model: RewardModel) -> None:
         self.reward_model = reward_model
@@ -81,39 +85,3 @@ class RMTokenExplainer:
             align_credit(credit.spans, credit.values, offsets)
             for credit, offsets in zip(credits, batch.response_offsets, strict=True)
         ]
-
-
-ExplainerFactory = Callable[..., Explainer]
-_REGISTRY: dict[str, ExplainerFactory] = {}
-
-
-def register_explainer(name: str) -> Callable[[ExplainerFactory], ExplainerFactory]:
-    """Class decorator: make a source constructible by name with `build_explainer`."""
-
-    def decorate(factory: ExplainerFactory) -> ExplainerFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return decorate
-
-
-def registered_sources() -> list[str]:
-    """Names of every registered source."""
-    _load_sources()
-    return sorted(_REGISTRY)
-
-
-def build_explainer(name: str, reward_model: RewardModel, **options: Any) -> Explainer:
-    """The source called `name`, built on `reward_model` with its options (e.g. ``max_evals=64``)."""
-    _load_sources()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown attribution source {name!r}; known: {sorted(_REGISTRY)}")
-    try:
-        return _REGISTRY[name](reward_model, **options)
-    except TypeError as error:
-        raise ValueError(f"bad options {sorted(options)} for source {name!r}: {error}") from None
-
-
-def _load_sources() -> None:
-    # The source modules register themselves on import; importing the package imports them all.
-    import dense_reward.attribution  # noqa: F401

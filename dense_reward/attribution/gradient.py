@@ -7,18 +7,19 @@ frozen, only the embeddings fed to it carry gradients.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, register_explainer
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
 from dense_reward.reward_model import RewardModel
 
 
-@register_explainer("gradient")
 class GradientExplainer(RMTokenExplainer):
     """Gradient x input of the sequence score with respect to each response token's embedding."""
 
-    name = "gradient"
+    name: ClassVar[str] = "gradient"
 
     def __init__(self, reward_model: RewardModel) -> None:
         super().__init__(reward_model)

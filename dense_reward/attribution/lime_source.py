@@ -9,15 +9,15 @@ texts per response, merged across the batch into shared RM forwards like `shap`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, register_explainer
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
 from dense_reward.attribution.batching import BatcherStats, Scorer, run_concurrently
 from dense_reward.reward_model import RewardModel
 
 
-@register_explainer("lime")
 class LimeExplainer(RMTokenExplainer):
     """LIME over the positions of each response's RM tokens, prompt fixed.
 
@@ -30,7 +30,7 @@ class LimeExplainer(RMTokenExplainer):
         workers: responses explained at once when batched (default: the whole batch).
     """
 
-    name = "lime"
+    name: ClassVar[str] = "lime"
 
     def __init__(
         self,

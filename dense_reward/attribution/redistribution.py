@@ -9,17 +9,18 @@ r(x, y) - r(x, empty response).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, register_explainer
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
 from dense_reward.reward_model import RewardModel
 
 
-@register_explainer("redistribution")
 class RedistributionExplainer(RMTokenExplainer):
     """Score differences of consecutive response prefixes, per RM token."""
 
-    name = "redistribution"
+    name: ClassVar[str] = "redistribution"
 
     def __init__(self, reward_model: RewardModel) -> None:
         super().__init__(reward_model)

@@ -12,15 +12,15 @@ leaves shap's algorithm and its values unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, register_explainer
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
 from dense_reward.attribution.batching import BatcherStats, Scorer, run_concurrently
 from dense_reward.reward_model import RewardModel
 
 
-@register_explainer("shap")
 class ShapExplainer(RMTokenExplainer):
     """Partition (Owen) SHAP values of each response's RM tokens, prompt fixed.
 
@@ -32,7 +32,7 @@ class ShapExplainer(RMTokenExplainer):
         workers: responses explained at once when batched (default: the whole batch).
     """
 
-    name = "shap"
+    name: ClassVar[str] = "shap"
 
     def __init__(
         self, reward_model: RewardModel, max_evals: int = 64, batched: bool = True, workers: int | None = None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-from dense_reward.attribution.base import ScoredBatch, register_explainer
+from dense_reward.attribution.base import ScoredBatch
 from dense_reward.reward_model import RewardModel
 
 
-@register_explainer("sparse")
 class SparseExplainer:
     """One-hot on the last policy token of each response (an empty array for an empty response)."""
 
-    name = "sparse"
+    name: ClassVar[str] = "sparse"
+    is_distribution: ClassVar[bool] = True
 
     def __init__(self, reward_model: RewardModel | None = None) -> None:
         self.reward_model = reward_model
