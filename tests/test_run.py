@@ -24,7 +24,7 @@ NO_SERVICE = textwrap.dedent(
 
     data = yaml.safe_load(open(sys.argv[1]))
     for section in ("search", "tracking", "resources"):
-        data.pop(section)
+        data.pop(section, None)
     config = validate_config(data).with_overrides({"ppo.epochs": 1, "ppo.steps_per_epoch": 2})
     run = Run(config, weights={"attention": 0.5, "shap": 0.25, "sparse": 0.25})
     train = run.train_epoch(1)
