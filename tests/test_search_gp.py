@@ -11,6 +11,7 @@ import torch
 
 from tune_jobs.search import gp
 from tune_jobs.search.history import TrialHistory
+from tune_jobs.search.recommendation import recommend
 from tune_jobs.search.space import SearchSpace
 
 SOURCES = ("sparse", "attention", "redistribution")
@@ -51,7 +52,7 @@ def test_fit_gp_learns_the_bump_and_restarts_from_hyperparameters(space: SearchS
         model = gp.fit_gp(x, y, space.bounds)
         mean = model.posterior(torch.as_tensor(np.stack([TARGET, [1.0, 0.0, 0.0]]))).mean.squeeze(-1)
         hyper = gp.hyperparameters_of(model)
-        again = gp.hyperparameters_of(gp.fit_gp(x, y, space.bounds, hyper))
+        again = gp.hyperparameters_of(gp.fit_gp(x, y, space.bounds, hyperparameters=hyper))
     assert mean[0] > mean[1] + 0.3  # the bump beats the far corner
     assert set(hyper) == set(again)
     for name, value in hyper.items():
@@ -99,10 +100,70 @@ def test_history_observations_keep_failures_out(space: SearchSpace) -> None:
     history.complete("t0", {"val_reward": 0.25}, error=False)
     history.complete("t1", {"val_reward": float("nan")}, error=False)
     history.complete("t2", {"val_reward": 0.5}, error=True)
-    x, y = history.observations(sign=-1.0)
+    x, y, yvar = history.observations(sign=-1.0)
+    assert yvar is None  # t0 reported no sem
     np.testing.assert_array_equal(x, [[1.0, 0.0, 0.0]])
     np.testing.assert_array_equal(y, [-0.25])
-    np.testing.assert_array_equal(history.unfinished(), [[0, 1, 0], [0, 0, 1], [0.5, 0.5, 0]])
+    np.testing.assert_array_equal(history.vectors("pending", "failed"), [[0, 1, 0], [0, 0, 1], [0.5, 0.5, 0]])
     restored = TrialHistory(space, "val_reward")
     restored.load_state(history.to_state())
     assert restored.records() == history.records()
+
+
+def test_observed_variances_enter_the_gp_in_its_standardised_scale(space: SearchSpace) -> None:
+    x, y = observed(space, 8)
+    y = 10.0 * y  # a scale far from 1, so a missed rescaling shows
+    yvar = np.linspace(1e-3, 8e-3, 8)
+    with gp.bounded_torch(1, 0):
+        model = gp.fit_gp(x, y, space.bounds, yvar=yvar)
+    noise = model.likelihood.noise.detach().numpy().reshape(-1)
+    np.testing.assert_allclose(noise, yvar / np.var(y, ddof=1), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# recommendation
+# --------------------------------------------------------------------------------------------------
+
+
+def noisy_case(space: SearchSpace) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """Twelve consistent trials around a bump (sem 0.01) and one lucky outlier among them (sem 0.2)."""
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(60.0 * TARGET + 1.0, size=13)  # (13, 3) near TARGET
+    truth = 0.5 - np.sum((weights - TARGET) ** 2, axis=1)  # (13,)
+    values = truth + 0.01 * rng.standard_normal(13)
+    sems = np.full(13, 0.01)
+    values[12], sems[12] = truth[12] + 0.3, 0.2  # the lucky one
+    configs = [space.point(dict(zip(SOURCES, w.tolist(), strict=True))) for w in weights]
+    return configs, values, sems
+
+
+def test_recommendation_is_not_the_lucky_outlier(space: SearchSpace) -> None:
+    configs, values, sems = noisy_case(space)
+    result = recommend(space, configs, values.tolist(), sems.tolist())
+    assert result.method == "gp" and result.note is None
+    assert result.best_observed_index == 12
+    assert result.index != 12
+    assert result.config == configs[result.index]
+    assert result.lower < result.mean < result.upper
+    assert result.mean < values[12] - 0.2  # the GP does not believe the lucky value
+    assert abs(result.mean - values[result.index]) < 0.05
+
+
+def test_recommendation_without_sems_learns_the_noise(space: SearchSpace) -> None:
+    configs, values, _ = noisy_case(space)
+    result = recommend(space, configs[:12], values[:12].tolist(), [0.01] * 11 + [None])
+    assert result.method == "gp" and result.lower is not None and result.upper is not None
+
+
+def test_recommendation_falls_back_to_best_observed_with_few_trials(space: SearchSpace) -> None:
+    configs, values, sems = noisy_case(space)
+    result = recommend(space, configs[11:], values[11:].tolist(), sems[11:].tolist())
+    assert (result.method, result.index, result.best_observed_index) == ("best-observed", 1, 1)
+    assert "fewer than the 3" in result.note
+    assert result.mean == values[12]
+    assert result.upper - result.mean == pytest.approx(1.959963984540054 * 0.2)
+    assert recommend(space, configs[:1], [0.5]).lower is None
+    with pytest.raises(ValueError, match="non-finite"):
+        recommend(space, configs[:3], [0.1, float("nan"), 0.2])
+    with pytest.raises(ValueError, match="3 configs but 2 values"):
+        recommend(space, configs[:3], [0.1, 0.2])

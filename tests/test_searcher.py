@@ -48,7 +48,10 @@ def run(searcher: Any, trials: int, concurrency: int = 1, start: int = 0) -> lis
     """Ask ``concurrency`` suggestions, report them all, repeat; return every config in order."""
     configs = []
     for first in range(start, start + trials, concurrency):
-        batch = [(f"t{i}", searcher.suggest(f"t{i}")) for i in range(first, min(first + concurrency, start + trials))]
+        batch = [
+            (f"t{i}", searcher.suggest(f"t{i}"))
+            for i in range(first, min(first + concurrency, start + trials))
+        ]
         for trial_id, config in batch:
             searcher.on_trial_result(trial_id, {"val_reward": objective(config), "training_iteration": 1})
             searcher.on_trial_complete(trial_id, {"val_reward": objective(config)})
@@ -121,7 +124,7 @@ def test_failed_and_non_finite_trials_kept_out(space: SearchSpace) -> None:
     assert set(records) == set(outcomes)
     assert records["raised"].reason == "error"
     assert "nan" in records["nan"].reason and "inf" in records["inf"].reason
-    x, y = searcher.observations()
+    x, y, _ = searcher.observations()
     assert len(y) == 5 and np.all(np.isfinite(y))
     # Later suggestions stay away from every failed point.
     scale = space.bounds[1] - space.bounds[0]
@@ -150,7 +153,9 @@ def test_deterministic_under_seed(space: SearchSpace) -> None:
     assert other[0] != first[0]
 
 
-def test_save_restore_proposes_what_the_uninterrupted_searcher_would(space: SearchSpace, tmp_path: Path) -> None:
+def test_save_restore_proposes_what_the_uninterrupted_searcher_would(
+    space: SearchSpace, tmp_path: Path
+) -> None:
     searcher = botorch(space, points_to_evaluate=[space.point({"sparse": 1.0})])
     run(searcher, trials=7)
     searcher.suggest("running")  # a trial still running when the sweep stops
@@ -161,7 +166,9 @@ def test_save_restore_proposes_what_the_uninterrupted_searcher_would(space: Sear
     state = json.loads(path.read_text())  # plain JSON, no pickle
     assert state["kind"] == "botorch" and len(state["trials"]) == 9
 
-    restored = BoTorchSearcher(space, seed=123, n_init=1, num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30)
+    restored = BoTorchSearcher(
+        space, seed=123, n_init=1, num_restarts=2, raw_samples=64, mc_samples=32, maxiter=30
+    )
     restored.restore(str(path))
     for name in ("next-1", "next-2"):
         expected, actual = searcher.suggest(name), restored.suggest(name)
@@ -191,10 +198,52 @@ def test_add_evaluated_point_feeds_the_model(space: SearchSpace) -> None:
     for weights in ({"sparse": 1.0}, {"attention": 1.0}):
         config = space.point(weights)
         searcher.add_evaluated_point(config, objective(config))
-    _, y = searcher.observations()
-    assert len(y) == 2
+    _, y, yvar = searcher.observations()
+    assert len(y) == 2 and yvar is None
     searcher.suggest("t0")
     assert searcher.hyperparameters is not None
+
+
+def test_observed_sems_make_a_fixed_noise_gp_and_a_missing_one_a_learned_noise_gp(space: SearchSpace) -> None:
+    searcher = botorch(space, n_init=4)
+    for i in range(4):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(
+            f"t{i}", {"val_reward": objective(config), "val_reward_sem": 0.01 * (i + 1)}
+        )
+    _, _, yvar = searcher.observations()
+    np.testing.assert_allclose(yvar, [1e-4, 4e-4, 9e-4, 16e-4])
+    searcher.on_trial_complete(
+        "t4", {"val_reward": objective(searcher.suggest("t4")), "val_reward_sem": 0.02}
+    )
+    assert not any("noise" in name for name in searcher.hyperparameters), "the noise was learned"
+    config = searcher.suggest("t5")
+    searcher.on_trial_complete("t5", {"val_reward": objective(config)})  # no sem
+    assert searcher.observations()[2] is None
+    searcher.suggest("t6")
+    assert any("noise" in name for name in searcher.hyperparameters), "no learned noise without sems"
+
+
+def test_early_stopped_trials_stay_out_of_the_fit_and_are_not_pending(space: SearchSpace) -> None:
+    # min_distance 2 exceeds every distance in the unit cube: any point to avoid forces a fallback.
+    searcher = botorch(space, n_init=4, max_epochs=3, min_distance=2.0)
+    for i in range(4):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", {"val_reward": objective(config), "epoch": 3})
+    stopped = searcher.suggest("stopped")
+    searcher.on_trial_complete("stopped", {"val_reward": 5.0, "epoch": 1})
+    record = searcher.records()[-1]
+    assert (record.status, record.value, record.epoch) == ("stopped", 5.0, 1)
+    x, y, _ = searcher.observations()
+    assert len(y) == 4 and 5.0 not in y
+    assert len(searcher.history.vectors("pending", "failed")) == 0
+    fallbacks = searcher.num_gp_fallbacks
+    after = searcher.suggest("after")
+    assert searcher.num_gp_fallbacks == fallbacks + 1, "the stopped point was not avoided"
+    assert after != stopped
+    # A later full-length report of a stopped trial does not turn it into an observation.
+    searcher.on_trial_complete("stopped", {"val_reward": 5.0, "epoch": 3})
+    assert searcher.records()[4].status == "stopped"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,6 +266,18 @@ def test_optuna_produces_valid_configs(space: SearchSpace, sampler: str) -> None
     searcher.on_trial_complete("nan", {"val_reward": float("nan")})
     assert_valid(space, searcher.suggest("after-nan"))
     assert_valid(space, config)
+
+
+def test_optuna_is_told_early_stopped_trials_were_pruned(space: SearchSpace) -> None:
+    import optuna
+
+    searcher = SimplexOptunaSearch(space, sampler="tpe", seed=0, n_init=2, max_epochs=4)
+    for trial_id, epoch in (("full", 4), ("stopped", 2)):
+        config = searcher.suggest(trial_id)
+        searcher.on_trial_result(trial_id, {"val_reward": objective(config), "training_iteration": epoch})
+        searcher.on_trial_complete(trial_id, {"val_reward": objective(config), "epoch": epoch})
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
 
 def test_random_is_dirichlet_and_deterministic(space: SearchSpace, tmp_path: Path) -> None:

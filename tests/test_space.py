@@ -61,16 +61,33 @@ def test_uniform_unit_cube_gives_dirichlet_one_weights(space: SearchSpace) -> No
     assert abs((taus < 1.0).mean() - 0.5) < 0.03
 
 
-def test_unit_round_trip(space: SearchSpace) -> None:
+def test_ratio_cube_maps_onto_simplex_and_round_trips(space: SearchSpace) -> None:
     rng = np.random.default_rng(2)
-    for u in rng.uniform(0.01, 0.99, size=(200, space.unit_dim)):
-        np.testing.assert_allclose(space.to_unit(space.from_unit(u)), u, atol=1e-9)
+    for r in [np.zeros(6), np.ones(6), *rng.random((300, 6))]:
+        config = space.from_ratios(r)
+        assert space.contains(config)
+        again = space.from_ratios(space.to_ratios(config))
+        assert again[WEIGHTS_KEY] == pytest.approx(config[WEIGHTS_KEY], abs=1e-12)
+        assert again["shaping.tau"] == pytest.approx(config["shaping.tau"])
+    assert space.from_ratios(np.zeros(6))[WEIGHTS_KEY] == {s: 0.25 for s in SOURCES4}
+    assert space.from_ratios(np.array([0, 0.3, 0, 0, 0.5, 0.5]))[WEIGHTS_KEY]["attention"] == 1.0
 
 
-def test_unit_inverse_of_a_vertex_maps_back(space: SearchSpace) -> None:
-    vertex = space.point({"attention": 1.0})
-    back = space.from_unit(space.to_unit(vertex))
-    assert back[WEIGHTS_KEY] == pytest.approx(vertex[WEIGHTS_KEY], abs=1e-12)
+def test_no_face_of_the_ratio_cube_collapses_to_a_corner(space: SearchSpace) -> None:
+    rng = np.random.default_rng(3)
+    d = space.num_sources
+    for i in range(d):
+        for side in (0.0, 1.0):
+            ratios = rng.random((200, 6))
+            ratios[:, i] = side
+            weights = np.array([list(space.from_ratios(r)[WEIGHTS_KEY].values()) for r in ratios])  # (200, d)
+            corners = np.isclose(weights.max(axis=1), 1.0, atol=1e-3)
+            assert corners.mean() < 0.05, (i, side)
+            assert np.ptp(weights, axis=0).max() > 0.3, (i, side)
+    # The stick-breaking cube, by contrast, sends its whole face u_0 = 1 to the corner w_0 = 1.
+    units = rng.random((50, space.unit_dim))
+    units[:, 0] = 1.0
+    assert all(space.from_unit(u)[WEIGHTS_KEY]["sparse"] == 1.0 for u in units)
 
 
 def test_vector_round_trip_and_projection(space: SearchSpace) -> None:

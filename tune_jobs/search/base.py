@@ -32,6 +32,8 @@ class HistorySearcher(Searcher):
         mode: ``"max"`` or ``"min"``.
         points_to_evaluate: Full trial configs (see :meth:`SearchSpace.point`) proposed first, in order.
         seed: Seed of every random choice.
+        max_epochs: A trial's full budget in epochs; trials that end earlier (early stopping) are
+            kept out of the model (see :mod:`tune_jobs.search.history`). ``None``: no early stopping.
     """
 
     CKPT_FILE_TMPL = "searcher-state-{}.json"
@@ -44,6 +46,7 @@ class HistorySearcher(Searcher):
         mode: str = MODE,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
         seed: int = 0,
+        max_epochs: int | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -51,7 +54,7 @@ class HistorySearcher(Searcher):
         self.space = space
         self.seed = int(seed)
         self.points_to_evaluate = [self._checked_point(p, i) for i, p in enumerate(points_to_evaluate or [])]
-        self.history = TrialHistory(space, metric)
+        self.history = TrialHistory(space, metric, max_epochs)
         self.num_suggested = 0
 
     # ----------------------------------------------------------------------------------------------
@@ -109,8 +112,9 @@ class HistorySearcher(Searcher):
         """Trial records in suggestion order, optionally only those with ``status``."""
         return self.history.records(status)
 
-    def observations(self) -> tuple[np.ndarray, np.ndarray]:
-        """Completed trials as model vectors ``x`` ``(n, D)`` and values ``y`` ``(n,)`` to maximise."""
+    def observations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Completed trials as model vectors ``x`` ``(n, D)``, values ``y`` ``(n,)`` to maximise and
+        their variances ``(n,)`` (``None`` unless every one reported a sem)."""
         return self.history.observations(1.0 if self.mode == "max" else -1.0)
 
     # ----------------------------------------------------------------------------------------------

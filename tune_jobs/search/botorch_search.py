@@ -27,9 +27,13 @@ class BoTorchSearcher(HistorySearcher):
        trials (:func:`~tune_jobs.search.gp.fit_gp`), with pending and failed trials as
        ``X_pending`` (:func:`~tune_jobs.search.gp.maximise_qlognei`).
 
-    A GP candidate that still lands within ``min_distance`` (in unit-cube units) of a pending or
-    failed trial is replaced by the next unused Sobol point. Each GP fit starts from the previous
-    fit's hyperparameters, which are part of the saved state.
+    The GP takes each trial's observed noise (``<metric>_sem`` squared) when every completed trial
+    reported one, and learns a homoscedastic noise otherwise. Trials stopped early (``epoch`` below
+    ``max_epochs``) are left out of the fit and are not pending (see :mod:`tune_jobs.search.history`).
+
+    A GP candidate that still lands within ``min_distance`` (in unit-cube units) of a pending,
+    failed or stopped trial is replaced by the next unused Sobol point. Each GP fit starts from the
+    previous fit's hyperparameters, which are part of the saved state.
 
     Args:
         space: The search space.
@@ -37,6 +41,7 @@ class BoTorchSearcher(HistorySearcher):
         mode: ``"max"`` or ``"min"``.
         points_to_evaluate: Full trial configs proposed first; they count toward ``n_init``.
         seed: Seed of the Sobol sequence, the MC sampler and the acquisition optimiser.
+        max_epochs: A trial's full budget in epochs (``None``: no early stopping).
         n_init: Quasi-random suggestions (start points included) before the GP takes over.
         min_observations: Completed trials the GP needs; fewer -> keep drawing Sobol points.
         num_restarts: Restarts of the acquisition optimiser.
@@ -56,6 +61,7 @@ class BoTorchSearcher(HistorySearcher):
         mode: str = MODE,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
         seed: int = 0,
+        max_epochs: int | None = None,
         n_init: int = 5,
         min_observations: int = 2,
         num_restarts: int = 4,
@@ -69,7 +75,14 @@ class BoTorchSearcher(HistorySearcher):
             raise ValueError(f"n_init must be >= 1, got {n_init}")
         if min_observations < 1:
             raise ValueError(f"min_observations must be >= 1, got {min_observations}")
-        super().__init__(space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate, seed=seed)
+        super().__init__(
+            space,
+            metric=metric,
+            mode=mode,
+            points_to_evaluate=points_to_evaluate,
+            seed=seed,
+            max_epochs=max_epochs,
+        )
         self.n_init = int(n_init)
         self.min_observations = int(min_observations)
         self.num_restarts = num_restarts
@@ -99,28 +112,28 @@ class BoTorchSearcher(HistorySearcher):
         num_points = len(self.points_to_evaluate)
         if index < num_points:
             return copy.deepcopy(self.points_to_evaluate[index])
-        x, y = self.observations()
+        x, y, yvar = self.observations()
         # Trials added with add_evaluated_point count toward the initial design like suggested ones.
         if len(self.history) < max(self.n_init, num_points) or len(y) < self.min_observations:
             return self._sobol_config(index - num_points, self.seed)
-        return self._gp_config(index, x, y)
+        return self._gp_config(index, x, y, yvar)
 
     def _sobol_config(self, position: int, seed: int) -> dict[str, Any]:
         """Point ``position`` of the scrambled Sobol sequence of ``seed``, mapped onto the space."""
         return self.space.from_unit(gp.sobol_unit(self.space.unit_dim, 1, seed, skip=position)[0])
 
-    def _gp_config(self, index: int, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """The acquisition maximiser given completed ``x`` ``(n, D)`` and ``y`` ``(n,)``."""
-        avoid = self.history.unfinished()  # (p, D)
+    def _gp_config(self, index: int, x: np.ndarray, y: np.ndarray, yvar: np.ndarray | None) -> dict[str, Any]:
+        """The acquisition maximiser given completed ``x`` ``(n, D)``, ``y`` ``(n,)`` and ``yvar`` ``(n,)``."""
+        pending = self.history.vectors("pending", "failed")  # (p, D)
         seed = self._suggestion_seed(index)
         bounds = self.space.bounds
         with gp.bounded_torch(self.torch_threads, seed):
-            model = gp.fit_gp(x, y, bounds, self.hyperparameters)
+            model = gp.fit_gp(x, y, bounds, yvar=yvar, hyperparameters=self.hyperparameters)
             self.hyperparameters = gp.hyperparameters_of(model)
             candidate = gp.maximise_qlognei(
                 model,
                 x,
-                avoid,
+                pending,
                 gp.raw_candidates(self.space, x, y, self.raw_samples, seed),
                 bounds,
                 num_sources=self.space.num_sources,
@@ -130,6 +143,7 @@ class BoTorchSearcher(HistorySearcher):
                 seed=seed,
             )
         config = self.space.from_vector(candidate)
+        avoid = np.concatenate([pending, self.history.vectors("stopped")])  # (p + s, D)
         if gp.too_close(self.space.to_vector(config), avoid, bounds, self.min_distance):
             self.num_gp_fallbacks += 1
             # A second sequence (its own seed) so a fallback never repeats a point of the initial design.

@@ -63,12 +63,22 @@ def fit_gp(
     x: np.ndarray,
     y: np.ndarray,
     bounds: np.ndarray,
+    *,
+    yvar: np.ndarray | None = None,
     hyperparameters: Hyperparameters | None = None,
 ) -> SingleTaskGP:
     """A SingleTaskGP fitted to ``x`` ``(n, D)`` and ``y`` ``(n,)`` by maximum marginal likelihood.
 
     Inputs are normalised to the unit cube by ``bounds`` ``(2, D)``, the outcome standardised.
-    ``hyperparameters`` (from :func:`hyperparameters_of` of an earlier fit) start the optimiser.
+
+    Args:
+        x: ``(n, D)`` model vectors.
+        y: ``(n,)`` values to maximise.
+        bounds: ``(2, D)`` box of the model vector.
+        yvar: ``(n,)`` observed noise variances of ``y`` in its own units (a trial's sem squared), or
+            ``None`` to learn one homoscedastic noise. The ``Standardize`` outcome transform divides
+            them by ``y``'s variance together with ``y``, so they stay consistent in the model's scale.
+        hyperparameters: From :func:`hyperparameters_of` of an earlier fit: the optimiser's start.
     """
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -80,6 +90,9 @@ def fit_gp(
     model = SingleTaskGP(
         torch.as_tensor(x, dtype=torch.float64),  # (n, D)
         torch.as_tensor(y, dtype=torch.float64).unsqueeze(-1),  # (n, 1)
+        train_Yvar=None
+        if yvar is None
+        else torch.as_tensor(yvar, dtype=torch.float64).unsqueeze(-1),  # (n, 1)
         input_transform=Normalize(d=dim, bounds=torch.as_tensor(bounds, dtype=torch.float64)),
         outcome_transform=Standardize(m=1),
     )

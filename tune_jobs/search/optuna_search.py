@@ -10,16 +10,19 @@ import optuna
 from ray.tune.search.optuna import OptunaSearch
 
 from tune_jobs.config import METRIC, MODE
-from tune_jobs.search.history import finite_number
+from tune_jobs.search.history import EPOCH_KEY, finite_number
 from tune_jobs.search.space import SearchSpace
 
 
 class SimplexOptunaSearch(OptunaSearch):
-    """Ray's ``OptunaSearch`` on the unit cube of the space, suggesting configs on the simplex.
+    """Ray's ``OptunaSearch`` on the ratio cube of the space, suggesting configs on the simplex.
 
-    Optuna samples ``d - 1`` stick fractions and ``k`` knob positions in ``[0, 1]``;
-    :meth:`SearchSpace.from_unit` turns them into ``{"weights": ..., <knobs>}``, so the config Ray
-    passes to the trainable holds weights on the simplex and never the latent values.
+    Optuna samples ``d`` source ratios and ``k`` knob positions in ``[0, 1]``;
+    :meth:`SearchSpace.from_ratios` normalises the ratios into weights, so the config Ray passes to
+    the trainable holds weights on the simplex and never the latent values. (The stick-breaking
+    cube of :meth:`SearchSpace.from_unit` would map whole faces, where the samplers like to look,
+    onto single corners.) Trials stopped early (``epoch`` below ``max_epochs``) are told to Optuna
+    as pruned, not as complete with a full-budget value.
 
     Args:
         space: The search space.
@@ -29,6 +32,7 @@ class SimplexOptunaSearch(OptunaSearch):
         points_to_evaluate: Full trial configs proposed first.
         seed: Seed of the sampler.
         n_init: Random trials before the sampler models the objective.
+        max_epochs: A trial's full budget in epochs (``None``: no early stopping).
     """
 
     def __init__(
@@ -40,9 +44,11 @@ class SimplexOptunaSearch(OptunaSearch):
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
         seed: int = 0,
         n_init: int = 5,
+        max_epochs: int | None = None,
     ) -> None:
         self.search_space = space
-        self.latent_names = [f"simplex_{i}" for i in range(space.num_sources - 1)] + [
+        self.max_epochs = max_epochs
+        self.latent_names = [f"ratio:{source}" for source in space.sources] + [
             f"knob:{name}" for name in space.knob_names
         ]
         if sampler == "tpe":
@@ -57,7 +63,7 @@ class SimplexOptunaSearch(OptunaSearch):
         for i, point in enumerate(points_to_evaluate or []):
             if not space.contains(point):
                 raise ValueError(f"points_to_evaluate[{i}] is not in the search space: {dict(point)}")
-            latent_points.append(dict(zip(self.latent_names, space.to_unit(point).tolist(), strict=True)))
+            latent_points.append(dict(zip(self.latent_names, space.to_ratios(point).tolist(), strict=True)))
         distributions = {name: optuna.distributions.FloatDistribution(0.0, 1.0) for name in self.latent_names}
         super().__init__(
             space=distributions,
@@ -71,7 +77,7 @@ class SimplexOptunaSearch(OptunaSearch):
         latent = super().suggest(trial_id)
         if latent is None:
             return None
-        return self.search_space.from_unit(np.array([latent[name] for name in self.latent_names]))
+        return self.search_space.from_ratios(np.array([latent[name] for name in self.latent_names]))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Optuna only uses intermediate values for pruning; a missing or non-finite one must not crash the sweep.
@@ -82,4 +88,7 @@ class SimplexOptunaSearch(OptunaSearch):
         value = None if result is None else result.get(self.metric)
         if value is not None and not finite_number(value):
             result, error = None, True
+        epoch = None if result is None else result.get(EPOCH_KEY)
+        if self.max_epochs is not None and finite_number(epoch) and epoch < self.max_epochs:
+            result = None  # no value and no error: Ray tells Optuna the trial was pruned
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -2,15 +2,20 @@
 
 A trial config is a plain dict ``{"weights": {source: w}, "<dotted knob name>": value}``, e.g.
 ``{"weights": {"sparse": 0.2, "attention": 0.8}, "ppo.kl_coef": 0.05}``. The space maps such configs
-to and from two vector forms:
+to and from three vector forms:
 
 - the *model vector* ``x`` of length ``D = d + k`` (``d`` sources, ``k`` knobs): the ``d`` weights as
   they are, then each knob on its search scale (``log(value)`` for a log knob). The GP of the BoTorch
   searcher lives here, with the simplex as the equality constraint ``sum(x[:d]) == 1``.
 - the *unit vector* ``u`` of length ``d - 1 + k`` in ``[0, 1]``: ``d - 1`` stick-breaking fractions,
   then each knob scaled to ``[0, 1]`` on its search scale. The stick fractions are warped so that a
-  uniform ``u`` gives a uniform point on the simplex (Dirichlet(1)); quasi-random initial designs,
-  Optuna's samplers and random search all draw here.
+  uniform ``u`` gives a uniform point on the simplex (Dirichlet(1)); quasi-random initial designs
+  and random search draw here. A sampler that models the cube must not: the face ``u_0 = 1`` (all
+  of it) maps onto the one corner ``w_0 = 1``.
+- the *ratio vector* ``r`` of length ``d + k`` in ``[0, 1]``: one unnormalised ratio per source,
+  ``w = r[:d] / sum(r[:d])``, then the knobs as in ``u``. No face of this cube collapses to a
+  point: a face ``r_i = 0`` maps onto the face ``w_i = 0``, a face ``r_i = 1`` onto the region
+  where ``w_i`` is the largest weight. Optuna's samplers search here.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dense_reward.config import ConfigError
-from dense_reward.simplex import TOLERANCE, check_sources, check_weights, on_simplex, project
+from dense_reward.simplex import check_sources, check_weights, on_simplex, project
 from tune_jobs.config import KnobSpec
 from tune_jobs.config import SweepConfig as Config
 
@@ -182,32 +187,34 @@ class SearchSpace:
             weights[i] = remaining * fraction
             remaining -= weights[i]
         weights[d - 1] = max(remaining, 0.0)
-        config: dict[str, Any] = {
-            WEIGHTS_KEY: dict(zip(self.sources, project(weights).tolist(), strict=True))
-        }
-        for value, (name, spec) in zip(u[d - 1 :], self.knobs.items(), strict=True):
-            low, high = self._box(spec)
-            config[name] = self._from_search_scale(spec, low + float(value) * (high - low))
-        return config
+        return self._config(weights, u[d - 1 :])
 
-    def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
-        """The ``(d - 1 + k,)`` unit vector of a trial config (inverse of :meth:`from_unit`).
+    def from_ratios(self, r: np.ndarray) -> dict[str, Any]:
+        """The trial config of a ``(d + k,)`` ratio vector: weights ``r[:d] / sum(r[:d])``.
 
-        Where the stick left is empty (a weight vertex or face) the later fractions are free; 0 is used.
+        All ratios 0 (a single point of the cube) gives uniform weights.
+        """
+        r = np.clip(np.asarray(r, dtype=np.float64), 0.0, 1.0)
+        if r.shape != (self.num_sources + self.num_knobs,):
+            raise ValueError(
+                f"expected a ratio vector of shape ({self.num_sources + self.num_knobs},), got {r.shape}"
+            )
+        ratios = r[: self.num_sources]
+        total = ratios.sum()
+        weights = ratios / total if total > 0.0 else np.full(self.num_sources, 1.0 / self.num_sources)
+        return self._config(weights, r[self.num_sources :])
+
+    def to_ratios(self, config: Mapping[str, Any]) -> np.ndarray:
+        """A ``(d + k,)`` ratio vector of a trial config: the weights over their largest, then the knobs.
+
+        One of the many ratio vectors of the config (every positive multiple of the ratios gives
+        the same weights); :meth:`from_ratios` maps it back.
         """
         weights = self._weights_of(config)
-        d = self.num_sources
-        u = np.zeros(self.unit_dim, dtype=np.float64)
-        remaining = 1.0
-        for i in range(d - 1):
-            fraction = min(weights[i] / remaining, 1.0) if remaining > TOLERANCE else 0.0
-            u[i] = 1.0 - (1.0 - fraction) ** (d - 1 - i)
-            remaining -= weights[i]
         x = self.to_vector(config)
-        for j, spec in enumerate(self.knobs.values()):
-            low, high = self._box(spec)
-            u[d - 1 + j] = (x[d + j] - low) / (high - low)
-        return np.clip(u, 0.0, 1.0)
+        low, high = self.bounds[:, self.num_sources :]
+        knobs = (x[self.num_sources :] - low) / (high - low)
+        return np.clip(np.concatenate([weights / weights.max(), knobs]), 0.0, 1.0)
 
     def sample_uniform(self, rng: np.random.Generator) -> dict[str, Any]:
         """A trial config with Dirichlet(1) weights and knobs uniform on their search scale."""
@@ -252,6 +259,16 @@ class SearchSpace:
     # ----------------------------------------------------------------------------------------------
     # helpers
     # ----------------------------------------------------------------------------------------------
+
+    def _config(self, weights: np.ndarray, knobs: np.ndarray) -> dict[str, Any]:
+        """A trial config from ``(d,)`` weights (projected onto the simplex) and ``(k,)`` knob positions in [0, 1]."""
+        config: dict[str, Any] = {
+            WEIGHTS_KEY: dict(zip(self.sources, project(weights).tolist(), strict=True))
+        }
+        for value, (name, spec) in zip(knobs, self.knobs.items(), strict=True):
+            low, high = self._box(spec)
+            config[name] = self._from_search_scale(spec, low + float(value) * (high - low))
+        return config
 
     def _weights_of(self, config: Mapping[str, Any]) -> np.ndarray:
         weights = config.get(WEIGHTS_KEY)
