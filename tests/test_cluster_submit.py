@@ -361,3 +361,6 @@ def test_the_job_carries_the_resolved_config_the_data_file_and_the_code(tmp_path
     assert "py_modules" not in image_only.runtime_env
     local = submit.cluster_notes(tiny_config)
     assert any("tracking.uri" in note for note in local)
+    # MLFLOW_TRACKING_URI set for the job is the job's store: no note about the tracking store then.
+    with_env = submit.cluster_notes(tiny_config, {"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert not any("tracking.uri" in note for note in with_env)

@@ -1,20 +1,26 @@
-"""`dense-reward sweep/results/final` on bad input (one clear error, nothing started or lost), and the
-results table, CSV and plots of a sweep."""
+"""`dense-reward sweep/results/final` on bad input (one clear error, nothing started or lost), the
+tracking store a sweep picks, and the results table, summary, CSV and plots of a sweep."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 import yaml
+from rich.console import Console
 
 from tests.conftest import TINY_CONFIG
+from tune_jobs import tracking
 from tune_jobs.cli import main
-from tune_jobs.results import SweepResults, TrialRow, render_table, write_csv
-from tune_jobs.sweep import MANIFEST
+from tune_jobs.console import print_summary, render_table
+from tune_jobs.plots import convergence_plot, weights_plot
+from tune_jobs.results import Recommended, SweepResults, TrialRow, write_csv
+from tune_jobs.rundir import MANIFEST, SweepManifest, session_folder_note
 
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -51,19 +57,64 @@ def test_missing_config_and_bad_override(capsys: pytest.CaptureFixture[str], tmp
     code, err = run_cli(["sweep", str(tmp_path / "missing.yaml")], capsys)
     assert code == 2
     assert "config file not found" in err
-    code, err = run_cli(["sweep", str(TINY_CONFIG), "--trials", "0", "--run-dir", str(tmp_path / "r")], capsys)
+    code, err = run_cli(
+        ["sweep", str(TINY_CONFIG), "--trials", "0", "--run-dir", str(tmp_path / "r")], capsys
+    )
     assert code == 2
     assert "search.trials" in err
     assert_nothing_started(tmp_path / "r")
 
 
-def test_unreachable_tracking_server_stops_before_any_trial(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    config = tiny_yaml(tmp_path, tracking={"uri": "http://127.0.0.1:9"})
+def test_unreachable_tracking_server_is_one_short_line_before_models_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The policy path is bad too: the tracking store is checked first, before any model is looked at.
+    config = tiny_yaml(
+        tmp_path, tracking={"uri": "http://127.0.0.1:9"}, models={"policy": {"path": "builtin:nope"}}
+    )
     run_dir = tmp_path / "run"
     code, err = run_cli(["sweep", str(config), "--run-dir", str(run_dir)], capsys)
     assert code == 2
-    assert "cannot reach the MLflow store 'http://127.0.0.1:9'" in err
-    assert_nothing_started(run_dir)
+    assert err.strip() == (
+        "dense-reward sweep: error: tracking.uri: cannot reach the MLflow store 'http://127.0.0.1:9': connection refused"
+    )
+    assert not run_dir.exists()
+
+
+def test_mlflow_tracking_uri_from_the_environment_is_honoured_and_the_config_wins(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:8")
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["sweep", str(tiny_yaml(tmp_path)), "--run-dir", str(run_dir)], capsys)
+    assert code == 2 and "'http://127.0.0.1:8'" in err
+    code, err = run_cli(
+        [
+            "sweep",
+            str(tiny_yaml(tmp_path, tracking={"uri": "http://127.0.0.1:9"})),
+            "--run-dir",
+            str(run_dir),
+        ],
+        capsys,
+    )
+    assert code == 2 and "'http://127.0.0.1:9'" in err
+    assert not run_dir.exists()
+    assert tracking.tracking_uri_for(None, run_dir, {}) == (tracking.default_tracking_uri(run_dir), True)
+    assert tracking.tracking_uri_for(None, run_dir, {"MLFLOW_TRACKING_URI": "sqlite:////x.db"}) == (
+        "sqlite:////x.db",
+        False,
+    )
+
+
+def test_a_run_dir_in_rays_session_folder_is_named_as_such(tmp_path: Path) -> None:
+    session = tmp_path / "ray" / "session_2026-01-01_00-00-00_000000_1"
+    working_dir = session / "runtime_resources" / "working_dir_files" / "_ray_pkg_abc"
+    working_dir.mkdir(parents=True)
+    note = session_folder_note(working_dir / "runs" / "demo")
+    assert note is not None and str(session) in note and "resources.storage_path" in note
+    assert session_folder_note(tmp_path / "runs" / "demo") is None
+    # A folder merely named like a session is not one.
+    assert session_folder_note(tmp_path / "session_notes" / "runs" / "demo") is None
 
 
 def test_bad_model_path_stops_before_any_trial(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -112,30 +163,77 @@ def test_an_existing_sweep_is_never_overwritten(capsys: pytest.CaptureFixture[st
 def synthetic_results() -> SweepResults:
     rows = [
         TrialRow("abc_00000", "TERMINATED", {"sparse": 1.0, "attention": 0.0}, {}, 2, 0.1, 0.2, "/c0"),
-        TrialRow("abc_00001", "TERMINATED", {"sparse": 0.3, "attention": 0.7}, {"ppo.kl_coef": 0.1}, 2, 0.5, 0.6, "/c1"),
-        TrialRow("abc_00002", "ERROR", {"sparse": 0.5, "attention": 0.5}, {}, 1, None, None, None, num_failures=2),
+        TrialRow(
+            "abc_00001",
+            "TERMINATED",
+            {"sparse": 0.3, "attention": 0.7},
+            {"ppo.kl_coef": 0.1},
+            2,
+            0.5,
+            0.6,
+            "/c1",
+        ),
+        TrialRow(
+            "abc_00002", "ERROR", {"sparse": 0.5, "attention": 0.5}, {}, 1, None, None, None, num_failures=2
+        ),
     ]
-    return SweepResults("demo", "/runs/demo", "sqlite:///x.db", "p", ["sparse", "attention"], rows)
+    rows[0].val_reward_sem, rows[0].best_val_reward_sem = 0.01, 0.02
+    rows[1].val_reward_sem, rows[1].best_val_reward_sem = 0.3, 0.25
+    # The GP's answer is the steady sparse trial, not the lucky noisy one.
+    recommended = Recommended("abc_00000", {"weights": {"sparse": 1.0, "attention": 0.0}}, 0.15, 0.12, 0.18)
+    return SweepResults(
+        "demo", "/runs/demo", "sqlite:///x.db", "p", ["sparse", "attention"], rows, recommended
+    )
 
 
-def test_best_trial_csv_and_table() -> None:
+def test_best_observed_and_recommended_are_told_apart() -> None:
     results = synthetic_results()
     assert results.best is not None and results.best.trial_id == "abc_00001"
     assert results.best.trial_config == {"weights": {"sparse": 0.3, "attention": 0.7}, "ppo.kl_coef": 0.1}
-    payload = results.to_dict()
-    assert payload["best"]["trial_id"] == "abc_00001"
-    assert len(payload["trials"]) == 3
+    assert results.recommended_trial is results.trials[0]
+    payload = json.loads(json.dumps(results.to_dict()))
+    assert payload["best_observed"]["trial_id"] == "abc_00001"
+    assert payload["recommended"]["trial_id"] == "abc_00000"
+    assert payload["recommended"]["lower"] == 0.12 and payload["recommended"]["upper"] == 0.18
+    assert [t["val_reward_sem"] for t in payload["trials"]] == [0.01, 0.3, None]
+
+
+def test_table_and_summary_show_the_standard_error_and_both_answers() -> None:
+    results = synthetic_results()
+    manifest = SweepManifest("demo", "/runs/demo", "/runs/demo/tune", "sqlite:///x.db", "1", "p", {})
+    out = Console(file=io.StringIO(), width=250)
     assert render_table(results).row_count == 3
+    assert print_summary(out, results, manifest)
+    text = out.file.getvalue()
+    assert "0.1000 ± 0.0100" in text and "0.6000 ± 0.2500" in text
+    lines = text.splitlines()
+    best = next(line for line in lines if line.startswith("best observed:"))
+    assert "sparse=0.300, attention=0.700" in best and "0.6000 ± 0.2500" in best and "abc_00001" in best
+    recommended = next(line for line in lines if line.startswith("recommended:"))
+    assert "weights sparse=1.000, attention=0.000, val_reward mean 0.1500 [0.1200, 0.1800]" in recommended
+    assert "recommended checkpoint:   /c0" in text
 
 
 def test_csv_and_plots_are_written(tmp_path: Path) -> None:
-    from tune_jobs.plots import convergence_plot, weights_plot
-
     results = synthetic_results()
-    rows = list(csv.DictReader(write_csv(results, tmp_path / "results.csv").open()))
+    rows = list(csv.DictReader(write_csv(results, tmp_path / "results.csv").read_text().splitlines()))
     assert [r["trial_id"] for r in rows] == ["abc_00000", "abc_00001", "abc_00002"]
     assert rows[1]["w_attention"] == "0.7" and rows[1]["ppo.kl_coef"] == "0.1"
-    assert rows[2]["best_val_reward"] == ""
-    for plot in (convergence_plot, weights_plot):
-        image = matplotlib.image.imread(plot(results, tmp_path / f"{plot.__name__}.png"))
+    assert rows[1]["val_reward_sem"] == "0.3" and rows[1]["best_val_reward_sem"] == "0.25"
+    assert rows[2]["best_val_reward"] == "" and rows[2]["val_reward_sem"] == ""
+    assert [r["role"] for r in rows] == ["recommended", "best observed", ""]
+    values = [row.best_val_reward for row in results.trials]
+    convergence = convergence_plot(
+        values, [row.best_val_reward_sem for row in results.trials], "demo", tmp_path / "c.png"
+    )
+    weights = weights_plot(
+        np.array([[row.weights[s] for s in results.sources] for row in results.trials]),
+        values,
+        ["#1", "#2", "#3"],
+        results.sources,
+        "demo",
+        tmp_path / "w.png",
+    )
+    for plot in (convergence, weights):
+        image = matplotlib.image.imread(plot)
         assert image.ndim == 3 and image.shape[0] > 100

@@ -1,20 +1,23 @@
 """End to end on a real local Ray and a real MLflow sqlite store: a 4-trial sweep (2 at once, 2 epochs),
-its MLflow record, its best checkpoint, `results`, and `final` registering a model version."""
+its MLflow record (val_reward with its standard error per epoch), best observed and recommended trials,
+its best checkpoint, `results`, and `final` registering a model version of the recommended trial."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow import MlflowClient
 from ray_fixtures import ray_local  # noqa: F401
 
-from dense_reward.config import load_config
 from dense_reward.run import Run, read_run_state
 from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
+from tune_jobs.config import load_sweep_config
 from tune_jobs.sweep import SweepOutcome, run_sweep
 from tune_jobs.trainable import trial_arguments
 
@@ -23,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 @pytest.fixture(scope="module")
 def sweep(ray_local: None, tmp_path_factory: pytest.TempPathFactory) -> SweepOutcome:  # noqa: F811
-    config = load_config(TINY_CONFIG).with_overrides({"name": "e2e"})
+    config = load_sweep_config(TINY_CONFIG).with_overrides({"name": "e2e"})
     assert (config.search.trials, config.search.max_concurrent, config.ppo.epochs) == (4, 2, 2)
     return run_sweep(config, run_dir=tmp_path_factory.mktemp("runs") / "e2e")
 
@@ -42,7 +45,18 @@ def test_every_trial_finishes_both_epochs(sweep: SweepOutcome) -> None:
     for row in rows:
         assert sum(row.weights.values()) == pytest.approx(1.0)
         assert row.best_val_reward is not None and row.best_checkpoint is not None
+        assert row.val_reward_sem is not None and row.val_reward_sem >= 0.0
+        assert row.best_val_reward_sem is not None
     assert sweep.results.best.best_val_reward == max(row.best_val_reward for row in rows)
+
+
+def test_the_sweep_recommends_an_evaluated_point_with_an_interval(sweep: SweepOutcome) -> None:
+    recommended = sweep.results.recommended
+    assert recommended is not None
+    row = sweep.results.recommended_trial
+    assert row is not None and row.best_checkpoint is not None
+    assert recommended.weights == pytest.approx(row.weights)
+    assert recommended.lower <= recommended.mean <= recommended.upper
 
 
 def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, client: MlflowClient) -> None:
@@ -53,6 +67,14 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, clie
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     assert parent.data.params["search.trials"] == "4"
+    # A few key params, the whole config as an artifact: val_reward is not buried under ~120 columns.
+    assert set(parent.data.params) <= set(tracking.KEY_PARAMS)
+    logged = yaml.safe_load(
+        Path(client.download_artifacts(parent.info.run_id, tracking.CONFIG_ARTIFACT)).read_text()
+    )
+    assert logged == manifest.config
+    assert parent.data.metrics["recommended_val_reward"] == pytest.approx(sweep.results.recommended.mean)
+    assert parent.data.tags["recommended_trial_id"] == sweep.results.recommended.trial_id
     assert parent.data.tags[tracking.TAG_RUN_DIR] == manifest.run_dir
     assert parent.data.metrics["best_val_reward"] == pytest.approx(sweep.results.best.best_val_reward)
 
@@ -64,6 +86,8 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, clie
         assert child.info.status == "FINISHED"
         history = client.get_metric_history(child.info.run_id, "val_reward")
         assert sorted(m.step for m in history) == [1, 2]
+        sems = client.get_metric_history(child.info.run_id, "val_reward_sem")
+        assert sorted(m.step for m in sems) == [1, 2] and all(m.value >= 0.0 for m in sems)
         for key in ("train_reward", "value_loss", "policy_loss", "kl", "entropy", "attribution_seconds"):
             assert key in child.data.metrics
         assert float(child.data.params["weights.sparse"]) >= 0.0
@@ -86,8 +110,12 @@ def test_sweep_artifacts_are_logged_to_the_parent(sweep: SweepOutcome, client: M
         "plots/bo_convergence.png",
         "plots/weights.png",
     }
-    lines = Path(client.download_artifacts(run_id, "results.csv")).read_text().splitlines()
-    assert len(lines) == 1 + 4
+    rows = list(csv.DictReader(Path(client.download_artifacts(run_id, "results.csv")).read_text().splitlines()))
+    assert len(rows) == 4
+    assert all(float(row["val_reward_sem"]) >= 0.0 for row in rows)
+    roles = {row["trial_id"]: row["role"] for row in rows}
+    assert "recommended" in roles[sweep.results.recommended.trial_id]
+    assert "best observed" in roles[sweep.results.best.trial_id]
 
 
 def test_best_checkpoint_loads_into_a_fresh_run(sweep: SweepOutcome) -> None:
@@ -101,11 +129,30 @@ def test_best_checkpoint_loads_into_a_fresh_run(sweep: SweepOutcome) -> None:
     assert run.trainer.step_count == loaded["epoch"] * config.ppo.steps_per_epoch
 
 
-def test_results_command_prints_the_table_as_json(sweep: SweepOutcome, capsys: pytest.CaptureFixture[str]) -> None:
+def test_results_command_prints_the_table_as_json(
+    sweep: SweepOutcome, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["results", sweep.manifest.run_dir, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["best"]["trial_id"] == sweep.results.best.trial_id
+    assert payload["best_observed"]["trial_id"] == sweep.results.best.trial_id
+    assert payload["recommended"]["trial_id"] == sweep.results.recommended.trial_id
     assert len(payload["trials"]) == 4
+    assert all(trial["val_reward_sem"] is not None for trial in payload["trials"])
+
+
+def test_results_command_shows_best_observed_and_recommended(
+    sweep: SweepOutcome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["results", sweep.manifest.run_dir]) == 0
+    out = capsys.readouterr().out
+    recommended = sweep.results.recommended
+    best_line = next(line for line in out.splitlines() if line.startswith("best observed:"))
+    recommended_line = next(line for line in out.splitlines() if line.startswith("recommended:"))
+    assert sweep.results.best.trial_id in best_line
+    assert f"val_reward mean {recommended.mean:.4f} [{recommended.lower:.4f}, {recommended.upper:.4f}]" in (
+        recommended_line
+    )
+    assert "val_reward ± s.e." in out
 
 
 def test_final_trains_on_and_registers_a_model_version(
@@ -115,15 +162,22 @@ def test_final_trains_on_and_registers_a_model_version(
 
     out = tmp_path / "final"
     assert main(["final", sweep.manifest.run_dir, "--steps", "1", "--out", str(out)]) == 0
-    assert "registered: e2e version 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"trained the recommended trial {sweep.results.recommended.trial_id}" in printed
+    assert "registered: e2e version 1" in printed
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.model_type == "gpt2"
     assert (out / "model.safetensors").is_file()
-    assert json.loads((out / "dense_reward.json").read_text())["source_trial"] == sweep.results.best.trial_id
+    assert (
+        json.loads((out / "dense_reward.json").read_text())["source_trial"]
+        == sweep.results.recommended.trial_id
+    )
 
     versions = client.search_model_versions("name='e2e'")
     assert [v.version for v in versions] == ["1"] or [int(v.version) for v in versions] == [1]
-    finals = tracking.child_runs(client, sweep.manifest.experiment_id, sweep.manifest.parent_run_id, kind="final")
+    finals = tracking.child_runs(
+        client, sweep.manifest.experiment_id, sweep.manifest.parent_run_id, kind="final"
+    )
     assert len(finals) == 1 and finals[0].info.run_id == versions[0].run_id
     assert finals[0].info.status == "FINISHED"
     assert "val_reward" in finals[0].data.metrics
@@ -135,7 +189,7 @@ def test_final_trains_on_and_registers_a_model_version(
 def test_final_with_a_missing_checkpoint_is_one_clear_error(
     sweep: SweepOutcome, client: MlflowClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    checkpoint = Path(sweep.results.best.best_checkpoint)
+    checkpoint = Path(sweep.results.recommended_trial.best_checkpoint)
     aside = checkpoint.with_name(checkpoint.name + ".aside")
     runs_before = len(client.search_runs([sweep.manifest.experiment_id]))
     checkpoint.rename(aside)

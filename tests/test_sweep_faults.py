@@ -20,11 +20,12 @@ import yaml
 from mlflow import MlflowClient
 from ray_fixtures import ray_local  # noqa: F401
 
-from dense_reward.config import load_config
 from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
+from tune_jobs.config import load_sweep_config
 from tune_jobs.results import load_results
-from tune_jobs.sweep import read_manifest, run_sweep
+from tune_jobs.rundir import read_manifest
+from tune_jobs.sweep import run_sweep
 from tune_jobs.trainable import FAULT_EPOCH_ENV, FAULT_MARKER_ENV
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def test_killed_trial_is_retried_from_its_checkpoint(
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_EPOCH_ENV, "2")
     monkeypatch.setenv(FAULT_MARKER_ENV, str(marker))
-    config = load_config(TINY_CONFIG).with_overrides({**SMALL, "name": "fault", "search.trials": 2})
+    config = load_sweep_config(TINY_CONFIG).with_overrides({**SMALL, "name": "fault", "search.trials": 2})
     outcome = run_sweep(config, run_dir=tmp_path / "fault")
 
     killed = marker.read_text()
@@ -141,13 +142,15 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_pat
         start_new_session=True,
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "best weights:" in resumed.stdout
+    assert "best observed: weights" in resumed.stdout and "recommended:" in resumed.stdout
 
     rows = load_results(manifest).trials
     assert len(rows) == 2
     assert all(row.status == "TERMINATED" and row.epoch == 2 for row in rows)
     children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
-    assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(row.trial_id for row in rows)
+    assert sorted(c.data.tags[tracking.TAG_TRIAL_ID] for c in children) == sorted(
+        row.trial_id for row in rows
+    )
     runs = client.search_runs([manifest.experiment_id])
     assert sum(r.data.tags.get(tracking.TAG_KIND) == "sweep" for r in runs) == 1
     # A trial that started just before the kill but never reached Ray's snapshot is rerun as a new

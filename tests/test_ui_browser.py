@@ -21,7 +21,7 @@ import pytest
 
 from dense_reward.config import Config
 from tune_jobs import tracking
-from tune_jobs.sweep import SweepManifest
+from tune_jobs.rundir import SweepManifest
 
 BIN = Path(sys.executable).parent
 CHROMIUM = "/usr/bin/chromium"
@@ -71,7 +71,9 @@ def sweep_run_dir(tmp_path: Path, tiny_config: Config) -> Path:
     experiment_id = tracking.ensure_experiment(
         client, config.tracking.experiment, tracking.default_artifact_location(run_dir)
     )
-    parent = tracking.start_sweep_run(client, experiment_id, config.name, config.model_dump(), run_dir)
+    parent = tracking.start_sweep_run(
+        client, experiment_id, config.name, config.model_dump(mode="json"), run_dir
+    )
     manifest = SweepManifest(
         name=config.name,
         run_dir=str(run_dir.resolve()),

@@ -23,7 +23,7 @@ from dense_reward.errors import UserError
 from dense_reward.run import RUN_STATE_FILE, Run
 from tune_jobs import tracking
 from tune_jobs.results import TrialRow, load_results
-from tune_jobs.sweep import SweepManifest, resolve_run
+from tune_jobs.rundir import SweepManifest, resolve_run
 from tune_jobs.trainable import trial_arguments
 
 FINAL_KEY = "final"

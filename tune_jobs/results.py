@@ -1,24 +1,33 @@
-"""The results of a sweep: the trial table, the best trial, and the sweep's MLflow artifacts.
+"""The results of a sweep: the trial table, the best observed trial and the recommended weights.
 
 Read from Ray's experiment folder (the source of truth for trial status and checkpoints), so the
 table is available while a sweep runs, after it ends, and after its driver crashed.
+
+*Best observed* is the trial with the highest val_reward of any epoch: with val_reward as noisy as
+the differences between weight vectors, that is often the luckiest trial. *Recommended* is the
+answer of the search (`tune_jobs.search.recommend`): the GP posterior-mean maximiser among the
+evaluated points, with an interval, fitted to every trial's last val_reward and its standard error.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dense_reward.errors import UserError
-from tune_jobs import tracking
+from tune_jobs.config import METRIC, MODE
+from tune_jobs.rundir import SweepManifest
 from tune_jobs.search.space import WEIGHTS_KEY
-from tune_jobs.sweep import METRIC, MODE, SweepManifest
+
+if TYPE_CHECKING:
+    from tune_jobs.search import Recommendation
+
+SEM = f"{METRIC}_sem"
+"""The standard error of `METRIC` over the validation prompts, reported beside it."""
 
 
 @dataclass
@@ -40,6 +49,10 @@ class TrialRow:
     """The last reported value of every other metric."""
     index: int = 0
     """Creation order of the trial in the sweep (1 = first suggestion)."""
+    val_reward_sem: float | None = None
+    """Standard error of the last val_reward over the validation prompts."""
+    best_val_reward_sem: float | None = None
+    """Standard error of `best_val_reward` (same epoch)."""
 
     @property
     def trial_config(self) -> dict[str, Any]:
@@ -48,8 +61,30 @@ class TrialRow:
 
 
 @dataclass
+class Recommended:
+    """The recommended weights (and knobs) of a sweep, with the GP's interval for their val_reward."""
+
+    trial_id: str
+    """The evaluated trial at the recommended point (its checkpoint is what `final` trains on)."""
+    config: dict[str, Any]
+    mean: float
+    """The GP posterior mean of val_reward there (the observed value when `fallback`)."""
+    lower: float | None
+    """Lower end of the 95% interval; None when no standard error is known."""
+    upper: float | None
+    fallback: bool = False
+    """True when no GP was used and the point is the best observed trial instead."""
+    reason: str | None = None
+    """Why the fallback was taken."""
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.config[WEIGHTS_KEY])
+
+
+@dataclass
 class SweepResults:
-    """The trial table of a sweep and its best trial (highest val_reward over all epochs)."""
+    """The trial table of a sweep, its best observed trial and its recommended point."""
 
     name: str
     run_dir: str
@@ -57,11 +92,20 @@ class SweepResults:
     parent_run_id: str
     sources: list[str]
     trials: list[TrialRow]
+    recommended: Recommended | None = None
 
     @property
     def best(self) -> TrialRow | None:
+        """The best observed trial: highest val_reward over all trials and epochs."""
         scored = [row for row in self.trials if row.best_val_reward is not None]
         return max(scored, key=lambda row: row.best_val_reward) if scored else None
+
+    @property
+    def recommended_trial(self) -> TrialRow | None:
+        """The trial row of the recommended point."""
+        if self.recommended is None:
+            return None
+        return next((row for row in self.trials if row.trial_id == self.recommended.trial_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
@@ -71,7 +115,8 @@ class SweepResults:
             "tracking_uri": self.tracking_uri,
             "parent_run_id": self.parent_run_id,
             "trials": [asdict(row) for row in self.trials],
-            "best": asdict(best) if best else None,
+            "best_observed": asdict(best) if best else None,
+            "recommended": asdict(self.recommended) if self.recommended else None,
         }
 
 
@@ -87,11 +132,23 @@ def _trial_index(experiment_tag: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
+def _best_epoch(frame: Any) -> tuple[float | None, float | None]:
+    """(best val_reward over a trial's epochs, its standard error) from the trial's result frame."""
+    if frame is None or METRIC not in getattr(frame, "columns", []):
+        return None, None
+    values = frame[METRIC].tolist()
+    sems = frame[SEM].tolist() if SEM in frame.columns else [None] * len(values)
+    scored = [
+        (v, _finite(s)) for v, s in zip((_finite(x) for x in values), sems, strict=True) if v is not None
+    ]
+    return max(scored, key=lambda pair: pair[0]) if scored else (None, None)
+
+
 def load_results(manifest: SweepManifest) -> SweepResults:
     """The trial table of a sweep from its Ray experiment folder; `UserError` when there is none yet."""
     from ray.tune import ExperimentAnalysis
 
-    sources = list(manifest.config["shaping"]["sources"])
+    sources = manifest.sources
     # ExperimentAnalysis logs an error for every trial without a checkpoint; the table shows that already.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.CRITICAL)
     try:
@@ -106,15 +163,14 @@ def load_results(manifest: SweepManifest) -> SweepResults:
     for trial in analysis.trials:
         config = trial.config or {}
         last = trial.last_result or {}
-        frame = frames.get(trial.trial_id)
-        values = []
-        if frame is not None and METRIC in getattr(frame, "columns", []):
-            values = [v for v in (_finite(x) for x in frame[METRIC].tolist()) if v is not None]
+        best_value, best_sem = _best_epoch(frames.get(trial.trial_id))
         checkpoint = analysis.get_best_checkpoint(trial) if last else None
         metrics = {
             key: float(value)
             for key, value in last.items()
-            if key not in (METRIC, "epoch") and _finite(value) is not None and not key.startswith("config/")
+            if key not in (METRIC, SEM, "epoch")
+            and _finite(value) is not None
+            and not key.startswith("config/")
         }
         rows.append(
             TrialRow(
@@ -124,11 +180,13 @@ def load_results(manifest: SweepManifest) -> SweepResults:
                 knobs={k: float(v) for k, v in config.items() if k != WEIGHTS_KEY},
                 epoch=int(last.get("epoch", 0) or 0),
                 val_reward=_finite(last.get(METRIC)),
-                best_val_reward=max(values) if values else None,
+                best_val_reward=best_value,
                 best_checkpoint=checkpoint.path if checkpoint is not None else None,
                 num_failures=int(trial.run_metadata.num_failures),
                 metrics=metrics,
                 index=_trial_index(trial.experiment_tag),
+                val_reward_sem=_finite(last.get(SEM)),
+                best_val_reward_sem=best_sem,
             )
         )
     rows.sort(key=lambda row: row.index)
@@ -139,121 +197,72 @@ def load_results(manifest: SweepManifest) -> SweepResults:
         parent_run_id=manifest.parent_run_id,
         sources=sources,
         trials=rows,
+        recommended=recommend_point(manifest, rows),
+    )
+
+
+def recommend_point(manifest: SweepManifest, rows: list[TrialRow]) -> Recommended | None:
+    """The sweep's recommended point among its trials that ran every epoch; None when none did.
+
+    Each trial enters with its *last* val_reward and standard error, the value the searcher was told.
+    Trials stopped early (ASHA) are left out: a value after fewer epochs is not the same objective.
+    """
+    from tune_jobs.search import SearchSpace, recommend
+
+    config = manifest.load_config()
+    done = [row for row in rows if row.val_reward is not None and row.epoch >= config.ppo.epochs]
+    if not done:
+        return None
+    answer: Recommendation = recommend(
+        SearchSpace.from_config(config),
+        [row.trial_config for row in done],
+        [row.val_reward for row in done],
+        [row.val_reward_sem for row in done],
+    )
+    return Recommended(
+        trial_id=done[answer.index].trial_id,
+        config=dict(answer.config),
+        mean=float(answer.mean),
+        lower=answer.lower,
+        upper=answer.upper,
+        fallback=answer.method != "gp",
+        reason=answer.note,
     )
 
 
 def write_csv(results: SweepResults, path: Path) -> Path:
-    """One line per trial: id, status, epoch, val_reward, best_val_reward, weights, knobs, checkpoint."""
+    """One line per trial: id, status, epoch, val_reward (+ sem), best (+ sem), weights, knobs, checkpoint, role."""
     knob_names = sorted({k for row in results.trials for k in row.knobs})
-    header = ["trial_id", "status", "epoch", "val_reward", "best_val_reward", "num_failures"]
-    header += [f"w_{s}" for s in results.sources] + knob_names + ["best_checkpoint"]
+    header = [
+        "trial_id",
+        "status",
+        "epoch",
+        "val_reward",
+        "val_reward_sem",
+        "best_val_reward",
+        "best_val_reward_sem",
+    ]
+    header += ["num_failures", *[f"w_{s}" for s in results.sources], *knob_names, "best_checkpoint", "role"]
+    best = results.best
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row in results.trials:
             writer.writerow(
-                [row.trial_id, row.status, row.epoch, row.val_reward, row.best_val_reward, row.num_failures]
+                [row.trial_id, row.status, row.epoch, row.val_reward, row.val_reward_sem]
+                + [row.best_val_reward, row.best_val_reward_sem, row.num_failures]
                 + [row.weights[s] for s in results.sources]
                 + [row.knobs.get(k) for k in knob_names]
-                + [row.best_checkpoint]
+                + [row.best_checkpoint, role_of(row, results, best)]
             )
     return path
 
 
-def ui_command(manifest: SweepManifest) -> str:
-    """The command that opens the MLflow UI on this sweep's store."""
-    return f"dense-reward ui --run-dir {manifest.run_dir}"
-
-
-def print_summary(console: Any, results: SweepResults, manifest: SweepManifest) -> bool:
-    """Print the trial table, the best trial (weights, knobs, checkpoint) and the MLflow command.
-
-    Returns False when no trial has reported val_reward yet.
-    """
-    console.print(render_table(results))
-    best = results.best
-    if best is None:
-        console.print("[red]no trial has reported val_reward yet[/red]")
-        return False
-    weights = ", ".join(f"{s}={w:.3f}" for s, w in best.weights.items())
-    console.print(f"best trial: {best.trial_id}  val_reward={best.best_val_reward:.4f}")
-    console.print(f"best weights: {weights}")
-    if best.knobs:
-        console.print("best knobs: " + ", ".join(f"{k}={v:.4g}" for k, v in best.knobs.items()))
-    console.print(f"best checkpoint: {best.best_checkpoint}")
-    console.print(f"MLflow: {manifest.tracking_uri}  (open it with `{ui_command(manifest)}`)")
-    unfinished = [row.trial_id for row in results.trials if row.status != "TERMINATED"]
-    if unfinished:
-        console.print(f"[yellow]trials not finished: {unfinished}[/yellow]")
-    return True
-
-
-def finish_sweep(manifest: SweepManifest) -> SweepResults:
-    """After `Tuner.fit`: write the results CSV and the plots, log them to the parent run, close it."""
-    from tune_jobs.plots import convergence_plot, weights_plot
-
-    results = load_results(manifest)
-    run_dir = Path(manifest.run_dir)
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    csv_path = write_csv(results, run_dir / "results.csv")
-    convergence = convergence_plot(results, plots / "bo_convergence.png")
-    weights = weights_plot(results, plots / "weights.png")
-
-    client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
-    run_id = manifest.parent_run_id
-    client.log_artifact(run_id, str(csv_path))
-    client.log_artifact(run_id, str(convergence), "plots")
-    client.log_artifact(run_id, str(weights), "plots")
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = Path(tmp) / "results.json"
-        summary.write_text(json.dumps(results.to_dict(), indent=2))
-        client.log_artifact(run_id, str(summary))
-    best = results.best
-    if best is not None:
-        client.log_metric(run_id, "best_val_reward", best.best_val_reward)
-        tags = {"best_trial_id": best.trial_id, "best_weights": json.dumps(best.weights)}
-        if best.best_checkpoint:
-            tags["best_checkpoint"] = best.best_checkpoint
-        tracking.log_tags(client, run_id, tags)
-    finished = all(row.status == "TERMINATED" for row in results.trials)
-    client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
-    return results
-
-
-def console() -> Any:
-    """A `rich` console; off a terminal (a log file, a job's output) wide enough that no column is cut."""
-    from rich.console import Console
-
-    terminal = Console(soft_wrap=True)
-    return terminal if terminal.is_terminal else Console(soft_wrap=True, width=200)
-
-
-def render_table(results: SweepResults, title: str | None = None) -> Any:
-    """A `rich` table: one row per trial with weights, knobs, epoch, val_reward and status."""
-    from rich.table import Table
-
-    knob_names = sorted({k for row in results.trials for k in row.knobs})
-    best = results.best
-    table = Table(title=title or f"sweep {results.name}")
-    table.add_column("trial")
-    table.add_column("status")
-    for source in results.sources:
-        table.add_column(f"w_{source}", justify="right")
-    for knob in knob_names:
-        table.add_column(knob, justify="right")
-    table.add_column("epoch", justify="right")
-    table.add_column("val_reward", justify="right")
-    table.add_column("best", justify="right")
-    for row in results.trials:
-        marker = " *" if best is not None and row.trial_id == best.trial_id else ""
-        table.add_row(
-            row.trial_id + marker,
-            row.status,
-            *[f"{row.weights[s]:.3f}" for s in results.sources],
-            *[f"{row.knobs.get(k, float('nan')):.4g}" for k in knob_names],
-            str(row.epoch),
-            "-" if row.val_reward is None else f"{row.val_reward:.4f}",
-            "-" if row.best_val_reward is None else f"{row.best_val_reward:.4f}",
-        )
-    return table
+def role_of(row: TrialRow, results: SweepResults, best: TrialRow | None) -> str:
+    """``recommended``, ``best observed``, both joined by ``+``, or empty."""
+    roles = []
+    if results.recommended is not None and row.trial_id == results.recommended.trial_id:
+        roles.append("recommended")
+    if best is not None and row.trial_id == best.trial_id:
+        roles.append("best observed")
+    return "+".join(roles)

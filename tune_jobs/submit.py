@@ -27,8 +27,8 @@ import yaml
 import dense_reward
 import tune_jobs
 from dense_reward.config import ConfigError
-from tune_jobs.config import SweepConfig, load_sweep_config
 from dense_reward.errors import UserError
+from tune_jobs.config import SweepConfig, load_sweep_config
 
 JOB_CONFIG_NAME = "sweep.yaml"
 """Name of the resolved config inside the job's working dir."""
@@ -89,19 +89,23 @@ def write_config(config: SweepConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
 
 
-def cluster_notes(config: SweepConfig) -> list[str]:
-    """Settings that work on one machine but lose results on a cluster."""
+def cluster_notes(config: SweepConfig, env_vars: dict[str, str] | None = None) -> list[str]:
+    """Settings that work on one machine but lose results on a cluster.
+
+    The job's tracking store is ``tracking.uri``, else the ``MLFLOW_TRACKING_URI`` in the job's own
+    `env_vars` (this machine's environment does not travel with the job).
+    """
     notes = []
     if config.resources.storage_path is None:
         notes.append(
             "resources.storage_path is unset: checkpoints go to the job's working dir on the head node, "
             "which Ray deletes with the session; use shared storage, e.g. --set resources.storage_path=/mnt/shared/runs"
         )
-    uri = config.tracking.uri
+    uri = config.tracking.uri or (env_vars or {}).get("MLFLOW_TRACKING_URI")
     if uri is None or uri.startswith("sqlite:") or uri.startswith("file:"):
         notes.append(
-            f"tracking.uri is {uri or 'unset'}: MLflow writes to a file on the head node only; "
-            "use a server reachable from every node, e.g. --set tracking.uri=http://mlflow:5000"
+            f"tracking.uri (or MLFLOW_TRACKING_URI in --env) is {uri or 'unset'}: MLflow writes to a file on the "
+            "head node only; use a server reachable from every node, e.g. --set tracking.uri=http://mlflow:5000"
         )
     return notes
 
@@ -143,7 +147,7 @@ def build_job(
         entrypoint=entrypoint,
         runtime_env=runtime_env,
         metadata={"dense_reward_run": config.name},
-        notes=cluster_notes(config),
+        notes=cluster_notes(config, env_vars),
     )
 
 

@@ -1,117 +1,46 @@
 """Build, run and resume a sweep: a Ray Tune `Tuner` whose trials are short PPO runs.
 
-Layout of a run dir (default ``./runs/<name>``; Ray's ``storage_path`` unless
-``resources.storage_path`` names another place or a URI):
-
-    sweep.json       the manifest: config, Ray experiment path, MLflow URI / experiment / parent run id
-    tune/            Ray's experiment: searcher state, one folder per trial with its checkpoints
-    mlflow.db        the embedded MLflow store (when ``tracking.uri`` is not set) ...
-    mlartifacts/     ... with its artifacts beside it
-    results.csv      the trial table, written at the end of the sweep
-    plots/           BO convergence and weights plots
+The sweep orchestrates the other modules: the run dir and its manifest (:mod:`tune_jobs.rundir`), the
+MLflow runs (:mod:`tune_jobs.tracking`), the trial (:mod:`tune_jobs.trainable`), and at the end the
+results table (:mod:`tune_jobs.results`) and plots (:mod:`tune_jobs.plots`).
 
 Everything a user can get wrong (config, run dir, tracking store, models, prompts) is checked before
-Ray starts a trial, and raised as one `UserError`. The embedded default starts a private local Ray
-(never a cluster someone else started on this machine) with token auth off unless
-``RAY_AUTH_MODE`` is set; ``--address auto`` or ``ray://host:10001`` joins a cluster.
+Ray starts a trial, and raised as one `UserError`; a remote tracking store is checked before any model
+loads, and a failed start leaves no run dir behind. The embedded default starts a private local Ray
+(never a cluster someone else started on this machine) with token auth off unless ``RAY_AUTH_MODE``
+is set; ``--address auto`` or ``ray://host:10001`` joins a cluster.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 from ray.tune import Callback
 
 from dense_reward.config import ConfigError
-from tune_jobs.config import SweepConfig, validate_sweep_config
 from dense_reward.errors import UserError
 from tune_jobs import tracking
+from tune_jobs.config import METRIC, MODE, SweepConfig
+from tune_jobs.plots import convergence_plot, weights_plot
+from tune_jobs.results import SweepResults, load_results, write_csv
+from tune_jobs.rundir import (
+    MANIFEST,
+    PLOTS,
+    RESULTS_CSV,
+    SweepManifest,
+    default_run_dir,
+    experiment_path_of,
+    read_manifest,
+)
 from tune_jobs.trainable import FaultHook, TrialSetup, train_trial
-
-if TYPE_CHECKING:
-    from tune_jobs.results import SweepResults
-
-MANIFEST = "sweep.json"
-EXPERIMENT = "tune"
-"""Ray's experiment name: trials live in ``<storage_path>/tune``."""
-RUNS_ROOT = Path("runs")
-METRIC = "val_reward"
-MODE = "max"
-
-
-@dataclass
-class SweepManifest:
-    """What a run dir holds: enough to resume the sweep, show its results or train its best trial."""
-
-    name: str
-    run_dir: str
-    experiment_path: str
-    """Ray's experiment folder or URI (``<storage_path>/tune``)."""
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    config: dict[str, Any]
-    created: float = field(default_factory=time.time)
-
-    @property
-    def tracking_target(self) -> tracking.TrackingTarget:
-        return tracking.TrackingTarget(self.tracking_uri, self.experiment_id, self.parent_run_id)
-
-    def load_config(self) -> SweepConfig:
-        return validate_sweep_config(self.config, source=str(Path(self.run_dir) / MANIFEST))
-
-    def save(self) -> None:
-        path = Path(self.run_dir) / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
-
-
-def read_manifest(run_dir: Path) -> SweepManifest | None:
-    """The manifest of `run_dir`, or None when it has none."""
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return SweepManifest(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as error:
-        raise UserError(f"{path} is not a sweep manifest ({error}); was it edited by hand?") from None
-
-
-def resolve_run(run: str | Path) -> SweepManifest:
-    """A sweep by run dir path or by name (``./runs/<name>``); `UserError` when there is none."""
-    candidates = [Path(run)]
-    if not Path(run).is_absolute():
-        candidates.append(RUNS_ROOT / str(run))
-    for candidate in candidates:
-        manifest = read_manifest(candidate)
-        if manifest is not None:
-            return manifest
-    looked = " or ".join(str(c / MANIFEST) for c in candidates)
-    raise UserError(f"unknown run {str(run)!r}: no {looked}; pass a run dir or the name of a sweep under ./runs")
-
-
-def default_run_dir(config: SweepConfig) -> Path:
-    """``resources.storage_path`` when it is a local path, else ``./runs/<name>``."""
-    storage = config.resources.storage_path
-    if storage and "://" not in storage:
-        return Path(storage)
-    return RUNS_ROOT / config.name
-
-
-def storage_path_of(config: SweepConfig, run_dir: Path) -> str:
-    """Ray's ``storage_path``: the run dir, or the URI in ``resources.storage_path`` (e.g. s3://...)."""
-    storage = config.resources.storage_path
-    if storage and "://" in storage:
-        return storage
-    return str(run_dir.resolve())
-
 
 # --------------------------------------------------------------------------------------------------
 # checks before any trial starts
@@ -178,7 +107,10 @@ def prepare(
     """Check the run dir and the tracking store, open the parent run and write the manifest.
 
     Returns (config, manifest, restore) where `restore` says Ray has an experiment to restore. On
-    resume the config stored in the manifest wins (a sweep cannot change its config halfway).
+    resume the config stored in the manifest wins (a sweep cannot change its config halfway). The
+    tracking store of a new sweep is ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else the run
+    dir's embedded sqlite store. A remote store is checked before the models load; when anything
+    fails, a run dir this call created is removed again.
     """
     from ray.tune import Tuner
 
@@ -193,32 +125,47 @@ def prepare(
         )
     if existing is not None:
         config = existing.load_config()
+        uri, embedded = existing.tracking_uri, existing.tracking_uri == tracking.default_tracking_uri(run_dir)
     else:
+        uri, embedded = tracking.tracking_uri_for(config.tracking.uri, run_dir)
+    tracking.check_uri(uri)
+    if not embedded:
+        tracking.connect(uri)
+    if existing is None:
         preflight(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    experiment_path = existing.experiment_path if existing else f"{storage_path_of(config, run_dir)}/{EXPERIMENT}"
-    uri = existing.tracking_uri if existing else (config.tracking.uri or tracking.default_tracking_uri(run_dir))
-    client = tracking.connect(uri)
-    artifacts = None if config.tracking.uri else tracking.default_artifact_location(run_dir)
-    if existing is not None:
-        experiment_id = existing.experiment_id
-    else:
-        experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
-    parent = tracking.start_sweep_run(
-        client, experiment_id, config.name, config.model_dump(), run_dir, existing.parent_run_id if existing else None
-    )
-    manifest = SweepManifest(
-        name=config.name,
-        run_dir=str(run_dir.resolve()),
-        experiment_path=experiment_path,
-        tracking_uri=uri,
-        experiment_id=experiment_id,
-        parent_run_id=parent,
-        config=config.model_dump(mode="json"),
-        created=existing.created if existing else time.time(),
-    )
-    manifest.save()
-    return config, manifest, bool(resume and Tuner.can_restore(experiment_path))
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        client = tracking.connect(uri)
+        if existing is not None:
+            experiment_id = existing.experiment_id
+        else:
+            artifacts = tracking.default_artifact_location(run_dir) if embedded else None
+            experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
+        parent = tracking.start_sweep_run(
+            client,
+            experiment_id,
+            config.name,
+            config.model_dump(mode="json"),
+            run_dir,
+            existing.parent_run_id if existing else None,
+        )
+        manifest = SweepManifest(
+            name=config.name,
+            run_dir=str(run_dir.resolve()),
+            experiment_path=existing.experiment_path if existing else experiment_path_of(config, run_dir),
+            tracking_uri=uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent,
+            config=config.model_dump(mode="json"),
+            created=existing.created if existing else time.time(),
+        )
+        manifest.save()
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return config, manifest, bool(resume and Tuner.can_restore(manifest.experiment_path))
 
 
 def make_trainable(config: SweepConfig, manifest: SweepManifest) -> Any:
@@ -307,26 +254,75 @@ def run_sweep(
         callbacks: extra Ray Tune callbacks (e.g. the live trial table).
         on_ready: called with the manifest once the checks passed, before Ray starts.
     """
-    from tune_jobs.results import finish_sweep
-
     config, manifest, restore = prepare(config, run_dir, resume)
     retired = retire_lost_trials(manifest) if resume else []
     if on_ready is not None:
         on_ready(manifest)
     init_ray(address)
-    # Ray snapshots the experiment after every kept checkpoint (what makes --resume exact) and warns
-    # that this is frequent; with short trials it is, by design.
+    # Ray snapshots the experiment after every kept checkpoint and warns that this is frequent;
+    # with short trials it is, by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     callbacks = [*(callbacks or []), TrialStatusCallback(manifest.tracking_target, config.ppo.epochs)]
     tuner = build_tuner(config, manifest, callbacks, restore)
-    client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
     try:
         tuner.fit()
     except KeyboardInterrupt:
-        client.set_terminated(manifest.parent_run_id, status="KILLED")
+        tracking.end_run(manifest.tracking_uri, manifest.parent_run_id, "KILLED")
         raise
     results = finish_sweep(manifest)
     return SweepOutcome(manifest=manifest, results=results, retired_runs=retired)
+
+
+def finish_sweep(manifest: SweepManifest) -> SweepResults:
+    """After `Tuner.fit`: write the results CSV and the plots, log them to the parent run, close it."""
+    results = load_results(manifest)
+    run_dir = Path(manifest.run_dir)
+    plots = run_dir / PLOTS
+    plots.mkdir(exist_ok=True)
+    rows = results.trials
+    best_values = [row.best_val_reward for row in rows]
+    csv_path = write_csv(results, run_dir / RESULTS_CSV)
+    convergence = convergence_plot(
+        best_values, [row.best_val_reward_sem for row in rows], results.name, plots / "bo_convergence.png"
+    )
+    weights = weights_plot(
+        np.array([[row.weights[s] for s in results.sources] for row in rows]).reshape(
+            len(rows), len(results.sources)
+        ),
+        best_values,
+        [f"#{row.index}" for row in rows],
+        results.sources,
+        results.name,
+        plots / "weights.png",
+    )
+    metrics: dict[str, float | None] = {}
+    tags: dict[str, str] = {}
+    best, recommended = results.best, results.recommended
+    if best is not None:
+        metrics["best_val_reward"] = best.best_val_reward
+        tags.update(best_trial_id=best.trial_id, best_weights=json.dumps(best.weights))
+        if best.best_checkpoint:
+            tags["best_checkpoint"] = best.best_checkpoint
+    if recommended is not None:
+        metrics.update(
+            recommended_val_reward=recommended.mean,
+            recommended_val_reward_lower=recommended.lower,
+            recommended_val_reward_upper=recommended.upper,
+        )
+        tags.update(
+            recommended_trial_id=recommended.trial_id, recommended_weights=json.dumps(recommended.weights)
+        )
+    finished = all(row.status == "TERMINATED" for row in rows)
+    tracking.log_sweep_outcome(
+        manifest.tracking_uri,
+        manifest.parent_run_id,
+        files=[(csv_path, None), (convergence, PLOTS), (weights, PLOTS)],
+        summary=results.to_dict(),
+        metrics=metrics,
+        tags=tags,
+        status="FINISHED" if finished else "FAILED",
+    )
+    return results
 
 
 def retire_lost_trials(manifest: SweepManifest) -> list[str]:
@@ -337,19 +333,15 @@ def retire_lost_trials(manifest: SweepManifest) -> list[str]:
     trial, so the old child run would be a duplicate. It is tagged, marked KILLED and soft-deleted
     (restorable in MLflow), never purged.
     """
-    from tune_jobs.results import load_results
-
     try:
         known = {row.trial_id for row in load_results(manifest).trials}
     except UserError:
         known = set()
-    client = tracking.MlflowClient(tracking_uri=manifest.tracking_uri)
-    children = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
-    lost = [c.info.run_id for c in children if c.data.tags.get(tracking.TAG_TRIAL_ID) not in known]
-    tracking.retire_children(
-        client, lost, "its trial started before the driver died but was not in Ray's experiment state; rerun as a new trial"
+    return tracking.retire_unknown_trials(
+        manifest.tracking_target,
+        known,
+        "its trial started before the driver died but was not in Ray's experiment state; rerun as a new trial",
     )
-    return lost
 
 
 class TrialStatusCallback(Callback):
@@ -365,82 +357,14 @@ class TrialStatusCallback(Callback):
         self.target = target
         self.epochs = epochs
 
-    def _child(self, trial: Any) -> tuple[Any, str | None]:
-        client = tracking.MlflowClient(tracking_uri=self.target.uri)
-        run_id = tracking.find_child(
-            client,
-            self.target.experiment_id,
-            self.target.parent_run_id,
-            {tracking.TAG_KIND: "trial", tracking.TAG_TRIAL_ID: trial.trial_id},
-        )
-        return client, run_id
-
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        client, run_id = self._child(trial)
-        if run_id is not None:
-            client.set_terminated(run_id, status="FAILED")
+        tracking.fail_trial(self.target, trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        client, run_id = self._child(trial)
-        if run_id is None or client.get_run(run_id).info.status != "RUNNING":
-            return
-        if int((trial.last_result or {}).get("epoch", 0)) < self.epochs:
-            client.set_tag(run_id, "early_stopped", "true")
-        client.set_terminated(run_id, status="FINISHED")
+        early = int((trial.last_result or {}).get("epoch", 0)) < self.epochs
+        tracking.close_child(self.target, trial.trial_id, early_stopped=early)
 
-    def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
-        client, run_id = self._child(trial)
-        if run_id is not None:
-            client.set_tag(run_id, tracking.TAG_CHECKPOINT, checkpoint.path)
-
-
-class ProgressTable(Callback):
-    """Prints the trial table (weights, knobs, epoch, val_reward, status) as trials report and end.
-
-    Reprints at most every `min_interval` seconds on results, and always when a trial ends.
-    Picklable (Ray stores callbacks with the experiment), so a resumed sweep prints it too.
-    """
-
-    def __init__(self, sources: list[str], min_interval: float = 5.0) -> None:
-        self.sources = list(sources)
-        self.min_interval = min_interval
-        self.last_print = 0.0
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0}
-
-    def _print(self, trials: list[Any], force: bool) -> None:
-        from rich.table import Table
-
-        from tune_jobs.results import console
-
-        now = time.monotonic()
-        if not force and now - self.last_print < self.min_interval:
-            return
-        self.last_print = now
-        knobs = sorted({k for t in trials for k in (t.config or {}) if k != "weights"})
-        table = Table(title=f"trials ({sum(t.status == 'TERMINATED' for t in trials)}/{len(trials)} done)")
-        for column in ["trial", "status", *[f"w_{s}" for s in self.sources], *knobs, "epoch", "val_reward"]:
-            table.add_column(column, justify="left" if column in ("trial", "status") else "right")
-        for trial in trials:
-            config = trial.config or {}
-            result = trial.last_result or {}
-            value = result.get(METRIC)
-            table.add_row(
-                trial.trial_id,
-                str(trial.status),
-                *[f"{config.get('weights', {}).get(s, 0.0):.3f}" for s in self.sources],
-                *[f"{config.get(k, float('nan')):.4g}" for k in knobs],
-                str(result.get("epoch", 0)),
-                "-" if value is None else f"{value:.4f}",
-            )
-        console().print(table)
-
-    def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any) -> None:
-        self._print(trials, force=False)
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
+    def on_checkpoint(
+        self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
+    ) -> None:
+        tracking.tag_checkpoint(self.target, trial.trial_id, checkpoint.path)

@@ -59,7 +59,7 @@ STEP_METRICS = ("train_reward", "value_loss", "policy_loss", "kl", "entropy", "a
 def best_weights_of_sweep(run: str) -> dict[str, Any]:
     """The best trial's weights of a sweep, and the sweep's table (weights, best val_reward) for the record."""
     from tune_jobs.results import load_results
-    from tune_jobs.sweep import resolve_run
+    from tune_jobs.rundir import resolve_run
 
     results = load_results(resolve_run(run))
     best = results.best

@@ -2,7 +2,8 @@
 
 The sweep is `tune_jobs/configs/demo.yaml`: a BO search over the weights of five sources on
 SmolLM2-135M-Instruct with a MiniLM reward model trained to agree with VADER. Its first points are
-sparse-only and ABC, so the table always holds the two baselines next to what BO found.
+sparse-only and ABC, so the table always holds the two baselines next to what BO found; the summary
+gives the recommended weights (the search's answer, with an interval) beside the best observed trial.
 
 Every run gets its own run dir: ``./runs/demo``, then ``./runs/demo-2``, ... unless ``--name`` is
 given; ``--resume`` continues ``./runs/demo`` (or ``--name``) after an interruption.
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def free_run_dir(config: SweepConfig, explicit_name: bool) -> tuple[SweepConfig, Path]:
     """The config and run dir of a new demo run: ``runs/<name>``, or ``runs/<name>-2``, ... when taken."""
-    from tune_jobs.sweep import default_run_dir, read_manifest
+    from tune_jobs.rundir import default_run_dir, read_manifest
 
     run_dir = default_run_dir(config)
     if explicit_name or read_manifest(run_dir) is None:
@@ -52,32 +53,13 @@ def free_run_dir(config: SweepConfig, explicit_name: bool) -> tuple[SweepConfig,
     return config, default_run_dir(config)
 
 
-def compare(results, console) -> None:
-    """Print the best trial against the sparse-only trial on val_reward and gold_reward."""
-    sparse = next((row for row in results.trials if row.weights.get("sparse", 0.0) > 1 - 1e-9), None)
-    best = results.best
-    if best is None or sparse is None:
-        return
-    console.print("\nbest vs sparse-only (validation prompts, epoch of the best val_reward / last epoch):")
-    if best.trial_id == sparse.trial_id:
-        console.print("  the best trial is the sparse-only baseline: no weights tried beat it")
-    for label, row in (("best", best), ("sparse-only", sparse)):
-        gold = row.metrics.get("gold_reward")
-        gold_text = f"{gold:.4f}" if gold is not None else "n/a"
-        val = f"{row.best_val_reward:.4f}" if row.best_val_reward is not None else "n/a"
-        last = f"{row.val_reward:.4f}" if row.val_reward is not None else "n/a"
-        console.print(
-            f"  {label:<12} trial {row.index} ({row.trial_id}): best val_reward={val}  "
-            f"last val_reward={last}  last gold_reward={gold_text}"
-        )
-
-
 def run(args: argparse.Namespace) -> int:
-    from tune_jobs.config import load_sweep_config
-    from dense_reward.demo.kit import build_kit, kit_names_in
+    from dense_reward.builtin.demo.kit import build_kit, kit_names_in
     from tune_jobs.commands.sweep import sweep_and_summarise, with_cli_overrides
-    from tune_jobs.results import console as make_console
-    from tune_jobs.sweep import default_run_dir
+    from tune_jobs.config import load_sweep_config
+    from tune_jobs.console import console as make_console
+    from tune_jobs.console import print_comparison
+    from tune_jobs.rundir import default_run_dir
 
     console = make_console()
     if not args.config.is_file():
@@ -106,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.search.max_concurrent} at once, {config.ppo.epochs} epochs each"
     )
     status, outcome = sweep_and_summarise(config, run_dir, resume=args.resume, console=console)
-    compare(outcome.results, console)
+    print_comparison(console, outcome.results)
     run_path = Path(outcome.manifest.run_dir)
     console.print(f"\nplots: {run_path / 'plots'}  results: {run_path / 'results.csv'}")
     elapsed = time.perf_counter() - started

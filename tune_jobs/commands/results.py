@@ -1,4 +1,4 @@
-"""`dense-reward results RUN [--json]`: the trial table and the best trial of a sweep."""
+"""`dense-reward results RUN [--json]`: the trial table, the best observed trial and the recommended weights."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune_jobs.results import console as make_console
-    from tune_jobs.results import load_results, print_summary
-    from tune_jobs.sweep import resolve_run
+    from tune_jobs.console import console, print_summary
+    from tune_jobs.results import load_results
+    from tune_jobs.rundir import resolve_run
 
     manifest = resolve_run(args.run)
     results = load_results(manifest)
     if args.json:
         print(json.dumps(results.to_dict(), indent=2))
         return 0
-    print_summary(make_console(), results, manifest)
+    print_summary(console(), results, manifest)
     return 0

@@ -24,7 +24,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tune_jobs.sweep import resolve_run
+    from tune_jobs.rundir import resolve_run
 
     if (args.run is None) == (args.run_dir is None):
         raise UserError("name the sweep: RUN (a name under ./runs or a run dir) or --run-dir DIR, not both")

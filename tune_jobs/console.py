@@ -1,0 +1,218 @@
+"""Everything the service prints: the `rich` console, the live trial table, results tables and summaries."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+from rich.console import Console
+from rich.table import Table
+
+from tune_jobs.config import METRIC
+from tune_jobs.results import SEM, Recommended, SweepResults, TrialRow
+from tune_jobs.rundir import SweepManifest
+from tune_jobs.search.space import WEIGHTS_KEY
+
+SPARSE = "sparse"
+
+
+def console() -> Console:
+    """A `rich` console; off a terminal (a log file, a job's output) wide enough that no column is cut."""
+    terminal = Console(soft_wrap=True)
+    return terminal if terminal.is_terminal else Console(soft_wrap=True, width=200)
+
+
+def value_text(value: float | None, sem: float | None = None) -> str:
+    """``0.4512 ± 0.0123``, ``0.4512`` without a standard error, ``-`` without a value."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if sem is None else f"{value:.4f} ± {sem:.4f}"
+
+
+def weights_text(weights: dict[str, float]) -> str:
+    return ", ".join(f"{source}={weight:.3f}" for source, weight in weights.items())
+
+
+def knobs_text(knobs: dict[str, float]) -> str:
+    """``  knobs: ppo.kl_coef=0.05`` or nothing."""
+    return ("  knobs: " + ", ".join(f"{k}={v:.4g}" for k, v in knobs.items())) if knobs else ""
+
+
+def ui_command(manifest: SweepManifest) -> str:
+    """The command that opens the MLflow UI on this sweep's store."""
+    return f"dense-reward ui --run-dir {manifest.run_dir}"
+
+
+def render_table(results: SweepResults, title: str | None = None) -> Table:
+    """One row per trial: weights, knobs, epoch, val_reward ± its standard error, best epoch's val_reward.
+
+    The best observed trial is marked ``*``, the recommended one ``R``.
+    """
+    knob_names = sorted({k for row in results.trials for k in row.knobs})
+    best = results.best
+    recommended = results.recommended.trial_id if results.recommended else None
+    table = Table(title=title or f"sweep {results.name}", caption="* best observed   R recommended")
+    table.add_column("trial")
+    table.add_column("status")
+    for source in results.sources:
+        table.add_column(f"w_{source}", justify="right")
+    for knob in knob_names:
+        table.add_column(knob, justify="right")
+    table.add_column("epoch", justify="right")
+    table.add_column("val_reward ± s.e.", justify="right")
+    table.add_column("best epoch", justify="right")
+    for row in results.trials:
+        marker = ("*" if best is not None and row.trial_id == best.trial_id else "") + (
+            "R" if row.trial_id == recommended else ""
+        )
+        table.add_row(
+            row.trial_id + (f" {marker}" if marker else ""),
+            row.status,
+            *[f"{row.weights[s]:.3f}" for s in results.sources],
+            *[f"{row.knobs.get(k, float('nan')):.4g}" for k in knob_names],
+            str(row.epoch),
+            value_text(row.val_reward, row.val_reward_sem),
+            value_text(row.best_val_reward, row.best_val_reward_sem),
+        )
+    return table
+
+
+def interval_text(recommended: Recommended) -> str:
+    """``0.4512 [0.4301, 0.4723]``, or the mean alone when no interval is known."""
+    if recommended.lower is None or recommended.upper is None:
+        return f"{recommended.mean:.4f} (no interval: standard errors unknown)"
+    return f"{recommended.mean:.4f} [{recommended.lower:.4f}, {recommended.upper:.4f}]"
+
+
+def print_answer(console: Console, results: SweepResults) -> bool:
+    """The best observed trial and the recommended weights. False when no trial has a value yet."""
+    best = results.best
+    if best is None:
+        console.print("no trial has reported val_reward yet", style="red")
+        return False
+    console.print(
+        f"best observed: weights {weights_text(best.weights)}, val_reward "
+        f"{value_text(best.best_val_reward, best.best_val_reward_sem)} at its best epoch (trial {best.trial_id})"
+        + knobs_text(best.knobs),
+        markup=False,
+    )
+    rec = results.recommended
+    if rec is None:
+        console.print("recommended:   none yet (no trial has run every epoch)")
+        return True
+    console.print(
+        f"recommended:   weights {weights_text(rec.weights)}, val_reward mean {interval_text(rec)} "
+        f"(trial {rec.trial_id})" + knobs_text({k: v for k, v in rec.config.items() if k != WEIGHTS_KEY}),
+        markup=False,
+    )
+    if rec.fallback:
+        console.print(
+            f"  not a GP's answer but the best observed trial: {rec.reason}", style="yellow", markup=False
+        )
+    elif rec.trial_id != best.trial_id:
+        console.print(
+            "  the GP ranks another evaluated point above the best observed one: its lead looks like noise"
+        )
+    return True
+
+
+def print_summary(console: Console, results: SweepResults, manifest: SweepManifest) -> bool:
+    """The trial table, best observed and recommended, their checkpoints and the MLflow command.
+
+    Returns False when no trial has reported val_reward yet.
+    """
+    console.print(render_table(results))
+    if not print_answer(console, results):
+        return False
+    best, recommended = results.best, results.recommended_trial
+    console.print(f"best observed checkpoint: {best.best_checkpoint}")
+    if recommended is not None:
+        console.print(f"recommended checkpoint:   {recommended.best_checkpoint}")
+    console.print(f"MLflow: {manifest.tracking_uri}  (open it with `{ui_command(manifest)}`)")
+    unfinished = [row.trial_id for row in results.trials if row.status != "TERMINATED"]
+    if unfinished:
+        console.print(f"[yellow]trials not finished: {unfinished}[/yellow]")
+    return True
+
+
+def print_comparison(console: Console, results: SweepResults) -> None:
+    """The recommended and the best observed trial against the sparse-only trial, on val_reward and gold_reward."""
+    sparse = next((row for row in results.trials if row.weights.get(SPARSE, 0.0) > 1 - 1e-9), None)
+    best = results.best
+    if best is None or sparse is None:
+        return
+    console.print(
+        "\nagainst sparse-only (validation prompts; last epoch, and the epoch of the best val_reward):"
+    )
+    candidates: list[tuple[str, TrialRow]] = []
+    if results.recommended_trial is not None:
+        candidates.append(("recommended", results.recommended_trial))
+    candidates += [("best observed", best), ("sparse-only", sparse)]
+    for label, row in candidates:
+        gold = row.metrics.get("gold_reward")
+        console.print(
+            f"  {label:<14} trial {row.index} ({row.trial_id}): last val_reward="
+            f"{value_text(row.val_reward, row.val_reward_sem)}  best epoch={value_text(row.best_val_reward)}  "
+            f"last gold_reward={'n/a' if gold is None else f'{gold:.4f}'}"
+        )
+    if best.trial_id == sparse.trial_id:
+        console.print("  the best observed trial is the sparse-only baseline: no weights tried beat it")
+    if results.recommended_trial is not None and results.recommended_trial.trial_id == sparse.trial_id:
+        console.print("  the recommended point is the sparse-only baseline")
+
+
+class ProgressTable(Callback):
+    """Prints the trial table (weights, knobs, epoch, val_reward ± s.e., status) as trials report and end.
+
+    Reprints at most every `min_interval` seconds on results, and always when a trial ends.
+    Picklable (Ray stores callbacks with the experiment), so a resumed sweep prints it too.
+    """
+
+    def __init__(self, sources: list[str], min_interval: float = 5.0) -> None:
+        self.sources = list(sources)
+        self.min_interval = min_interval
+        self.last_print = 0.0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0}
+
+    def _print(self, trials: list[Any], force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_print < self.min_interval:
+            return
+        self.last_print = now
+        knobs = sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
+        table = Table(title=f"trials ({sum(t.status == 'TERMINATED' for t in trials)}/{len(trials)} done)")
+        for column in [
+            "trial",
+            "status",
+            *[f"w_{s}" for s in self.sources],
+            *knobs,
+            "epoch",
+            "val_reward ± s.e.",
+        ]:
+            table.add_column(column, justify="left" if column in ("trial", "status") else "right")
+        for trial in trials:
+            config = trial.config or {}
+            result = trial.last_result or {}
+            table.add_row(
+                trial.trial_id,
+                str(trial.status),
+                *[f"{config.get(WEIGHTS_KEY, {}).get(s, 0.0):.3f}" for s in self.sources],
+                *[f"{config.get(k, float('nan')):.4g}" for k in knobs],
+                str(result.get("epoch", 0)),
+                value_text(result.get(METRIC), result.get(SEM)),
+            )
+        console().print(table)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any
+    ) -> None:
+        self._print(trials, force=False)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._print(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._print(trials, force=True)
