@@ -8,12 +8,13 @@ like a hub model.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
 
-from dense_reward.builtin.registry import UnknownBuiltinError, resolve_model
-from dense_reward.config import LoraSpec, ModelSpec, RewardModelSpec
+from dense_reward.builtin.registry import UnknownBuiltinError, model_entry, resolve_model
+from dense_reward.config import Config, LoraSpec, ModelSpec, RewardModelSpec
 from dense_reward.errors import UserError
 
 
@@ -21,16 +22,47 @@ class ModelLoadError(UserError):
     """A model could not be found or loaded; the message names the config field and the path or id."""
 
 
+def _one_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, with its type when the message is empty."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _needs_custom_code(folder: Path) -> bool:
+    """Whether a local model folder names code it ships (`auto_map`) for an architecture transformers lacks.
+
+    A folder can carry `auto_map` for an architecture transformers has since taken in (its `model_type`
+    is known); transformers then loads its own classes without running the folder's code.
+    """
+    try:
+        settings = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(settings, dict) or not settings.get("auto_map"):
+        return False
+    from transformers import CONFIG_MAPPING
+
+    return settings.get("model_type") not in CONFIG_MAPPING
+
+
+def _custom_code_error(spec: ModelSpec, field: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{field}.path: {spec.path} needs custom code; set {field}.trust_remote_code: true if you trust it"
+    )
+
+
 def resolve_model_path(path: str, field: str = "model") -> str:
-    """Turn a config `path` into something `from_pretrained` takes; build `builtin:` models on first use."""
+    """Turn a config `path` into something `from_pretrained` takes; build `builtin:` models on first use.
+
+    `field` is the config field that holds `path` (e.g. ``models.policy.path``); errors name it.
+    """
     if path.startswith("builtin:"):
         try:
             return str(resolve_model(path.removeprefix("builtin:"), field))
         except UnknownBuiltinError as error:
             raise ModelLoadError(str(error)) from None
     local = Path(path).expanduser()
-    looks_local = path.startswith((".", "/", "~")) or local.exists()
-    if looks_local:
+    if _looks_local(path):
         if not local.is_dir():
             raise ModelLoadError(f"{field}: local model folder not found: {local}")
         if not (local / "config.json").is_file():
@@ -39,13 +71,68 @@ def resolve_model_path(path: str, field: str = "model") -> str:
     return path
 
 
-def pick_device(device: str) -> torch.device:
-    """`auto` = CUDA when present, else CPU."""
+def _looks_local(path: str) -> bool:
+    """A path that names a folder on this machine (anything else is taken as a hub id)."""
+    return path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
+
+
+def check_model_paths(config: Config) -> list[str]:
+    """Check, without loading anything, that the config's model paths can be found; one note per model.
+
+    Local folders must exist, hold a `config.json`, and ship no custom code unless the model's
+    `trust_remote_code` is set; `builtin:` names must be registered (they are built on first use). Hub ids
+    are not looked up (that needs the network), and the note says so.
+
+    Returns:
+        One line per configured model, naming its field, e.g. ``models.policy.path: local folder /m found``.
+
+    Raises:
+        ModelLoadError: one line naming every path that cannot be found.
+    """
+    models = config.models
+    specs = [("models.policy", models.policy), ("models.reward", models.reward)]
+    if models.reference is not None:
+        specs.append(("models.reference", models.reference))
+    notes, problems = [], []
+    for field, spec in specs:
+        path = spec.path
+        if path.startswith("builtin:"):
+            try:
+                model_entry(path.removeprefix("builtin:"), f"{field}.path")
+            except UnknownBuiltinError as error:
+                problems.append(str(error))
+            else:
+                notes.append(f"{field}.path: {path} is a built-in model (built on first use)")
+        elif _looks_local(path):
+            try:
+                folder = Path(resolve_model_path(path, f"{field}.path"))
+            except ModelLoadError as error:
+                problems.append(str(error))
+                continue
+            if not spec.trust_remote_code and _needs_custom_code(folder):
+                problems.append(str(_custom_code_error(spec, field)))
+            else:
+                notes.append(f"{field}.path: local folder {folder} found")
+        else:
+            revision = f" at revision {spec.revision!r}" if spec.revision else ""
+            notes.append(
+                f"{field}.path: {path!r}{revision} is taken as a hub id; not checked (needs the network)"
+            )
+    if problems:
+        raise ModelLoadError("; ".join(problems))
+    return notes
+
+
+def pick_device(device: str, field: str = "device") -> torch.device:
+    """`auto` = CUDA when present, else CPU. `field` names the config field in errors."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} was asked for but CUDA is not available")
-    return torch.device(device)
+        raise ModelLoadError(f"{field}: {device!r} was asked for but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise ModelLoadError(f"{field}: not a torch device: {device!r} ({_one_line(error)})") from None
 
 
 def pick_dtype(dtype: str, device: torch.device, trained: bool = False) -> torch.dtype:
@@ -59,33 +146,50 @@ def pick_dtype(dtype: str, device: torch.device, trained: bool = False) -> torch
     return getattr(torch, dtype)
 
 
-def _from_pretrained(loader, spec: ModelSpec, field: str, trained: bool = False, **kwargs):
-    path = resolve_model_path(spec.path, field)
-    device = pick_device(spec.device)
+def _pretrained(loader, spec: ModelSpec, field: str, what: str, **kwargs):
+    """`loader.from_pretrained(<resolved spec.path>, **kwargs)`, every failure one `ModelLoadError` line.
+
+    `field` is the model's config section (e.g. ``models.reward``); `what` says what was loaded.
+    """
+    path = resolve_model_path(spec.path, f"{field}.path")
     try:
-        model = loader.from_pretrained(
-            path,
-            revision=spec.revision,
-            dtype=pick_dtype(spec.dtype, device, trained),
-            trust_remote_code=spec.trust_remote_code,
-            **kwargs,
+        return loader.from_pretrained(
+            path, revision=spec.revision, trust_remote_code=spec.trust_remote_code, **kwargs
         )
-    except OSError as error:
-        raise ModelLoadError(f"{field}: cannot load {spec.path!r}: {error}") from None
+    except Exception as error:
+        # from_pretrained fails with many types (OSError for missing files or ids, ValueError for
+        # unknown architectures and refused custom code, ImportError for packages custom code
+        # needs, RuntimeError for mismatched weights); each becomes one line naming the field.
+        # Refused custom code is told by transformers' own message, which names the argument.
+        if not spec.trust_remote_code and "trust_remote_code" in str(error):
+            raise _custom_code_error(spec, field) from None
+        raise ModelLoadError(
+            f"{field}.path: cannot load {what} {spec.path!r}: {type(error).__name__}: {_one_line(error)}"
+        ) from None
+
+
+def load_pretrained(loader, spec: ModelSpec, field: str, trained: bool = False, **kwargs) -> torch.nn.Module:
+    """A model from `loader` (e.g. `AutoModelForCausalLM`) on the spec's device and dtype.
+
+    Args:
+        loader: a transformers auto class.
+        spec: where the model comes from and how it is placed.
+        field: the model's config section (e.g. ``models.policy``); every error names a field under it.
+        trained: whether the model is trained (keeps fp32 weights under ``dtype: auto``).
+        **kwargs: passed to `from_pretrained`.
+    """
+    device = pick_device(spec.device, f"{field}.device")
+    model = _pretrained(
+        loader, spec, field, "a model from", dtype=pick_dtype(spec.dtype, device, trained), **kwargs
+    )
     return model.to(device)
 
 
 def load_tokenizer(spec: ModelSpec, field: str = "model", padding_side: str = "left"):
-    """The tokenizer of a model, with a pad token (EOS when it has none)."""
+    """The tokenizer of a model, with a pad token (EOS when it has none). `field` is the model's config section."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(spec.path, field)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
-        )
-    except OSError as error:
-        raise ModelLoadError(f"{field}: cannot load the tokenizer of {spec.path!r}: {error}") from None
+    tokenizer = _pretrained(AutoTokenizer, spec, field, "the tokenizer of")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
@@ -96,7 +200,7 @@ def load_policy(spec: ModelSpec, lora: LoraSpec | None = None, field: str = "mod
     """(model, tokenizer) of a causal LM; LoRA adapters attached when `lora.enabled`."""
     from transformers import AutoModelForCausalLM
 
-    model = _from_pretrained(AutoModelForCausalLM, spec, field, trained=True)
+    model = load_pretrained(AutoModelForCausalLM, spec, field, trained=True)
     tokenizer = load_tokenizer(spec, field, padding_side="left")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -113,7 +217,7 @@ def load_reference(policy, spec: ModelSpec | None, field: str = "models.referenc
     if spec is not None:
         from transformers import AutoModelForCausalLM
 
-        reference = _from_pretrained(AutoModelForCausalLM, spec, field)
+        reference = load_pretrained(AutoModelForCausalLM, spec, field)
     elif hasattr(policy, "disable_adapter"):
         return None
     else:
@@ -123,18 +227,22 @@ def load_reference(policy, spec: ModelSpec | None, field: str = "models.referenc
     return reference
 
 
-def load_reward_model(spec: RewardModelSpec, field: str = "models.reward", attn_implementation: str = "eager"):
+def load_reward_model(
+    spec: RewardModelSpec, field: str = "models.reward", attn_implementation: str = "eager"
+):
     """(model, tokenizer) of a sequence-classification reward model with one output, frozen.
 
     Eager attention is the default so the `attention` source can read attention weights.
     """
     from transformers import AutoModelForSequenceClassification
 
-    model = _from_pretrained(
+    model = load_pretrained(
         AutoModelForSequenceClassification, spec, field, num_labels=1, attn_implementation=attn_implementation
     )
     if model.config.num_labels != 1:
-        raise ModelLoadError(f"{field}: {spec.path!r} has num_labels={model.config.num_labels}; a reward model needs 1")
+        raise ModelLoadError(
+            f"{field}.path: {spec.path!r} has num_labels={model.config.num_labels}; a reward model needs 1"
+        )
     tokenizer = load_tokenizer(spec, field, padding_side="right")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
@@ -154,4 +262,8 @@ def add_lora(model, lora: LoraSpec, task_type: str):
         target_modules=lora.target_modules,
         task_type=task_type,
     )
-    return get_peft_model(model, config)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:
+        # peft raises ValueError for target modules the model lacks or that LoRA cannot adapt.
+        raise ModelLoadError(f"models.lora.target_modules: {_one_line(error)}") from None

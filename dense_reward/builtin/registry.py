@@ -101,6 +101,11 @@ def _lookup(name: str, kind: type[Kind], what: str, field: str) -> Kind:
     return entry
 
 
+def model_entry(name: str, field: str = "model") -> BuiltinModel:
+    """The registered model `name` (the part after ``builtin:``), without building it."""
+    return _lookup(name, BuiltinModel, "model", field)
+
+
 def resolve_model(name: str, field: str = "model", progress: Progress = print) -> Path:
     """The folder of the built-in model `name`, built into the cache on first use.
 
@@ -109,7 +114,7 @@ def resolve_model(name: str, field: str = "model", progress: Progress = print) -
         field: the config field that names it, for the error message.
         progress: receives the build's progress lines (only on the first, building call).
     """
-    entry = _lookup(name, BuiltinModel, "model", field)
+    entry = model_entry(name, field)
     target = model_dir(name)
     if not is_built(target):
         build_in_place(target, lambda folder: entry.build(folder, progress))

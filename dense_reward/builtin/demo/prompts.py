@@ -13,7 +13,7 @@ def load_demo_prompts(path: str | Path = DEMO_PROMPTS_PATH) -> list[str]:
     """The prompt texts of a `{"prompt": ...}` jsonl file, in file order (the bundled set by default)."""
     path = Path(path)
     prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:
