@@ -43,15 +43,32 @@ class PromptSplits:
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
+Located = list[tuple[str, Any]]
+"""Rows with where each one is in its source: (location, row), e.g. ("line 7", {"prompt": ...})."""
 
-def _read_local(path: Path) -> list[dict[str, Any]]:
+
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: a byte-order mark some editors write is not part of the first row.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise DataError(f"data.source: {path} line {line} is not UTF-8 text ({error.reason})") from None
+
+
+def _read_local(path: Path) -> Located:
     if not path.is_file():
         raise DataError(f"data.source: file not found: {path}")
     if path.suffix == ".parquet":
         import pandas as pd
 
-        return pd.read_parquet(path).to_dict(orient="records")
-    text = path.read_text()
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises its own types for a damaged or foreign file
+            raise DataError(f"data.source: cannot read {path} as parquet: {error}") from None
+        return [(f"row index {index}", row) for index, row in enumerate(frame.to_dict(orient="records"))]
+    text = _decode(path)
     if path.suffix == ".json":
         try:
             rows = json.loads(text)
@@ -59,19 +76,21 @@ def _read_local(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"data.source: {path} is not valid JSON: {error}") from None
         if not isinstance(rows, list):
             raise DataError(f"data.source: {path} must hold a JSON list of objects")
-        return rows
+        return [(f"list index {index}", row) for index, row in enumerate(rows)]
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines ends a row at "\n" only: str.splitlines would also split inside a row at characters
+    # such as U+2028 that JSON strings may hold unescaped, and misnumber every line after it.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append((f"line {number}", json.loads(line)))
         except json.JSONDecodeError as error:
             raise DataError(f"data.source: {path} line {number} is not valid JSON: {error}") from None
     return rows
 
 
-def _read_hub(config: DataConfig) -> list[dict[str, Any]]:
+def _read_hub(config: DataConfig) -> Located:
     import datasets
 
     try:
@@ -80,23 +99,34 @@ def _read_hub(config: DataConfig) -> list[dict[str, Any]]:
         raise DataError(
             f"data.source: cannot load hub dataset {config.source!r} (split {config.split!r}): {error}"
         ) from None
-    return list(dataset)
+    return [(f"row index {index}", row) for index, row in enumerate(dataset)]
+
+
+def _located_rows(config: DataConfig) -> Located:
+    source = config.source
+    if source.startswith("builtin:"):
+        try:
+            rows = load_dataset_rows(source.removeprefix("builtin:"), "data.source")
+        except UnknownBuiltinError as error:
+            raise DataError(str(error)) from None
+        located = [(f"row index {index}", row) for index, row in enumerate(rows)]
+    else:
+        path = Path(source).expanduser()
+        if source.endswith(LOCAL_SUFFIXES) or path.exists():
+            if path.is_dir():
+                raise DataError(f"data.source: {path} is a folder; give a .jsonl, .json or .parquet file")
+            located = _read_local(path)
+        else:
+            located = _read_hub(config)
+    for where, row in located:
+        if not isinstance(row, dict):
+            raise DataError(f"data.source: {source} {where} is not an object with columns: {row!r:.80}")
+    return located
 
 
 def read_rows(config: DataConfig) -> list[dict[str, Any]]:
     """All rows of the configured dataset, as dicts."""
-    source = config.source
-    if source.startswith("builtin:"):
-        try:
-            return load_dataset_rows(source.removeprefix("builtin:"), "data.source")
-        except UnknownBuiltinError as error:
-            raise DataError(str(error)) from None
-    path = Path(source).expanduser()
-    if source.endswith(LOCAL_SUFFIXES) or path.exists():
-        if path.is_dir():
-            raise DataError(f"data.source: {path} is a folder; give a .jsonl, .json or .parquet file")
-        return _read_local(path)
-    return _read_hub(config)
+    return [row for _, row in _located_rows(config)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -137,25 +167,33 @@ def detect_format(rows: list[dict[str, Any]], source: str) -> str:
     )
 
 
-def extract_prompts(rows: list[dict[str, Any]], fmt: str, source: str) -> list[str]:
-    """Raw prompt texts of the rows in format `fmt` (`plain`, `hh_rlhf`, `ultrafeedback` or `auto`)."""
+def extract_prompts(
+    rows: list[dict[str, Any]], fmt: str, source: str, where: list[str] | None = None
+) -> list[str]:
+    """Raw prompt texts of the rows in format `fmt` (`plain`, `hh_rlhf`, `ultrafeedback` or `auto`).
+
+    `where[i]` says where row i is in `source` for error messages (e.g. ``line 7`` of a .jsonl file);
+    by default its 0-based index.
+    """
     if not rows:
         raise DataError(f"data.source: {source} has no rows")
+    if where is None:
+        where = [f"row index {index}" for index in range(len(rows))]
     if fmt == "auto":
         fmt = detect_format(rows, source)
     column = "chosen" if fmt == "hh_rlhf" else "prompt"
     prompts = []
-    for index, row in enumerate(rows):
+    for row, location in zip(rows, where, strict=True):
         if column not in row:
-            raise DataError(f"data.source: {source} row {index} has no {column!r} column (format {fmt})")
+            raise DataError(f"data.source: {source} {location} has no {column!r} column (format {fmt})")
         value = row[column]
         if not isinstance(value, str):
-            raise DataError(f"data.source: {source} row {index} column {column!r} is not text: {value!r:.80}")
+            raise DataError(f"data.source: {source} {location} column {column!r} is not text: {value!r:.80}")
         if fmt == "hh_rlhf":
             try:
                 value = hh_prompt(value)
             except ValueError as error:
-                raise DataError(f"data.source: {source} row {index}: {error}") from None
+                raise DataError(f"data.source: {source} {location}: {error}") from None
         if value.strip():
             prompts.append(value)
     if not prompts:
@@ -184,9 +222,10 @@ def format_prompt(prompt: str, tokenizer: Any, mode: str = "auto", hh: bool = Fa
 
 def load_prompts(config: DataConfig, tokenizer: Any = None) -> PromptSplits:
     """Read, format, shuffle by `config.seed` and split the prompts of `config`."""
-    rows = read_rows(config)
+    located = _located_rows(config)
+    rows = [row for _, row in located]
     fmt = config.format if config.format != "auto" or not rows else detect_format(rows, config.source)
-    raw = extract_prompts(rows, fmt, config.source)
+    raw = extract_prompts(rows, fmt, config.source, [where for where, _ in located])
     raw = [p[-config.max_prompt_chars :] for p in raw]
     raw = list(dict.fromkeys(raw))
     random.Random(config.seed).shuffle(raw)

@@ -66,8 +66,62 @@ def test_max_prompts_caps() -> None:
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
     path.write_text('{"prompt": "a"}\n{"text": "b"}\n')
-    with pytest.raises(DataError, match=r"rows.jsonl row 1 has no 'prompt' column"):
+    with pytest.raises(DataError, match=r"rows.jsonl line 2 has no 'prompt' column"):
         load_prompts(DataConfig(source=str(path), format="plain"))
+
+
+def test_jsonl_errors_give_the_line_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    # Blank lines count as lines; U+2028 inside a JSON string is valid and does not end a line.
+    path.write_text('{"prompt": "a"}\n\n{"prompt": "one\u2028two"}\n\n{"prompt": 3}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.jsonl line 5 column 'prompt' is not text: 3"):
+        load_prompts(DataConfig(source=str(path)))
+    path.write_text('{"prompt": "a"}\n\n["not", "an", "object"]\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"rows.jsonl line 3 is not an object with columns"):
+        load_prompts(DataConfig(source=str(path)))
+    hh = tmp_path / "hh.jsonl"
+    hh.write_text(
+        '{"chosen": "\\n\\nHuman: hi\\n\\nAssistant: hello", "rejected": "x"}\n\n{"chosen": "no turns", "rejected": "x"}\n'
+    )
+    with pytest.raises(DataError, match=r"hh.jsonl line 3: no '\\n\\nAssistant:' turn"):
+        load_prompts(DataConfig(source=str(hh)))
+
+
+def test_jsonl_rows_keep_u2028_and_a_byte_order_mark_is_not_data(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + '{"prompt": "one\u2028two"}\n{"prompt": "three"}\n'.encode())
+    splits = load_prompts(DataConfig(source=str(path), validation_fraction=0.5))
+    assert sorted(splits.train + splits.validation) == ["one\u2028two", "three"]
+
+
+def test_text_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"prompt": "fine"}\n{"prompt": "café"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.jsonl line 2 is not UTF-8 text"):
+        load_prompts(DataConfig(source=str(path)))
+
+
+def test_json_and_parquet_rows_are_named_by_index(tmp_path: Path) -> None:
+    listed = tmp_path / "rows.json"
+    listed.write_text(json.dumps([{"prompt": "a"}, {"prompt": "b"}, {"text": "c"}]))
+    with pytest.raises(DataError, match=r"rows.json list index 2 has no 'prompt' column"):
+        load_prompts(DataConfig(source=str(listed), format="plain"))
+    table = tmp_path / "rows.parquet"
+    pd.DataFrame({"prompt": ["a", None, "c"]}).to_parquet(table)
+    with pytest.raises(DataError, match=r"rows.parquet row index 1 column 'prompt' is not text"):
+        load_prompts(DataConfig(source=str(table)))
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match=r"^data.source: cannot read .*damaged.parquet as parquet"):
+        load_prompts(DataConfig(source=str(damaged)))
+
+
+def test_unknown_builtin_dataset_names_the_field() -> None:
+    with pytest.raises(
+        DataError,
+        match=r"^data.source: unknown built-in dataset 'nope'; known: \['tiny-prompts', 'demo-prompts'\]",
+    ):
+        load_prompts(DataConfig(source="builtin:nope"))
 
 
 def test_unknown_columns_and_empty_and_missing_file(tmp_path: Path) -> None:
