@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from test_import_graph import import_graph
 
 from dense_reward.builtin.cache import model_dir
-from dense_reward.builtin.demo.kit import kit_names_in
+from dense_reward.builtin.demo.kit import build_kit, kit_names_in
 from dense_reward.builtin.registry import (
     BUILTINS,
     BuiltinDataset,
@@ -72,6 +74,19 @@ def test_kit_names_in_config_paths() -> None:
     paths = ["builtin:minilm-rm", "builtin:tiny-gpt2", "some/hub-id", "builtin:smollm2-135m-instruct"]
     assert kit_names_in(paths) == ["smollm2-135m-instruct", "minilm-rm"]
     assert kit_names_in(["builtin:tiny-gpt2", "builtin:tiny-rm"]) == []
+
+
+def test_build_kit_reports_cached_models_without_building(_isolated_cache) -> None:
+    folder = model_dir("minilm-rm")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "agreement.json").write_text('{"heldout": {"pairwise_accuracy": 0.9, "spearman": 0.8}}')
+    lines: list[str] = []
+    assert build_kit(lines.append, names=["minilm-rm"]) == {"minilm-rm": folder}
+    assert lines[0] == f"minilm-rm: cached at {folder}"
+    assert "pairwise accuracy 0.900, Spearman 0.800" in lines[1]
+    assert lines[2].startswith("demo prompts: ")
+    shutil.rmtree(folder)
 
 
 def test_builtin_depends_on_nothing_of_the_library_and_evaluation_not_on_the_demo() -> None:
