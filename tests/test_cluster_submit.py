@@ -238,7 +238,8 @@ def test_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_mlflow_server
     job_id = done.stdout.splitlines()[0].strip()
     assert job_id.startswith("raysubmit_"), context
     assert f"job {job_id}: SUCCEEDED" in done.stderr, context
-    assert "best weights:" in done.stdout, context  # the sweep's own summary, streamed from the head
+    # The sweep's own summary, streamed from the head.
+    assert "best observed: weights" in done.stdout and "recommended:" in done.stdout, context
 
     listed = dense_reward(cluster, "jobs", "--address", cluster.jobs_url, "--json", timeout=60)
     assert listed.returncode == 0, listed.stderr

@@ -4,7 +4,9 @@ The graph is built statically from the source (`ast`), so it holds function-leve
 run-time check would only see on the paths a test happens to take. Imports under
 ``if TYPE_CHECKING:`` are left out: they never run. An edge goes to the most specific module that
 exists: ``from tune_jobs import tracking`` is an edge to ``tune_jobs.tracking``, ``from
-tune_jobs.search import make_searcher`` one to ``tune_jobs.search`` (its ``__init__``).
+tune_jobs.search import make_searcher`` one to ``tune_jobs.search`` (its ``__init__``). A package
+that loads its names lazily (``import_module`` in its ``__init__``) gets an edge to every submodule
+its string constants name.
 """
 
 from __future__ import annotations
@@ -69,7 +71,21 @@ def imports_of(path: Path, name: str) -> list[list[str]]:
         for child in ast.iter_child_nodes(node):
             visit(child)
 
-    visit(ast.parse(path.read_text(), filename=str(path)))
+    tree = ast.parse(path.read_text(), filename=str(path))
+    visit(tree)
+    lazy = any(
+        isinstance(node, ast.Call)
+        and (
+            getattr(node.func, "id", None) == "import_module"
+            or getattr(node.func, "attr", None) == "import_module"
+        )
+        for node in ast.walk(tree)
+    )
+    if is_package and lazy:
+        constants = {
+            n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
+        found.extend([f"{name}.{constant}"] for constant in constants if constant.isidentifier())
     return found
 
 
@@ -123,6 +139,8 @@ def test_the_graph_sees_module_and_function_level_imports() -> None:
     assert "tune_jobs.tracking" in graph["tune_jobs.sweep"]
     assert "tune_jobs.sweep" in graph["tune_jobs.commands.sweep"]
     assert "ray" in tops["tune_jobs.sweep"]
+    # The lazy names of `tune_jobs.search` are followed to their modules.
+    assert "tune_jobs.search.factory" in graph["tune_jobs.search"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 

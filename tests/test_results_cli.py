@@ -17,7 +17,7 @@ from rich.console import Console
 from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
-from tune_jobs.console import print_summary, render_table
+from tune_jobs.console import print_comparison, print_summary, render_table
 from tune_jobs.plots import convergence_plot, weights_plot
 from tune_jobs.results import Recommended, SweepResults, TrialRow, write_csv
 from tune_jobs.rundir import MANIFEST, SweepManifest, session_folder_note
@@ -212,6 +212,17 @@ def test_table_and_summary_show_the_standard_error_and_both_answers() -> None:
     recommended = next(line for line in lines if line.startswith("recommended:"))
     assert "weights sparse=1.000, attention=0.000, val_reward mean 0.1500 [0.1200, 0.1800]" in recommended
     assert "recommended checkpoint:   /c0" in text
+
+
+def test_the_demo_compares_recommended_and_best_observed_with_sparse_only() -> None:
+    results = synthetic_results()
+    out = Console(file=io.StringIO(), width=250)
+    print_comparison(out, results)
+    lines = [line.strip() for line in out.file.getvalue().splitlines()]
+    rows = {line.split(" trial ")[0].strip(): line for line in lines if " trial " in line}
+    assert set(rows) == {"recommended", "best observed", "sparse-only"}
+    assert "(abc_00000)" in rows["recommended"] and "(abc_00001)" in rows["best observed"]
+    assert "the recommended point is the sparse-only baseline" in lines
 
 
 def test_csv_and_plots_are_written(tmp_path: Path) -> None:

@@ -213,9 +213,11 @@ def recommend_point(manifest: SweepManifest, rows: list[TrialRow]) -> Recommende
     done = [row for row in rows if row.val_reward is not None and row.epoch >= config.ppo.epochs]
     if not done:
         return None
+    space = SearchSpace.from_config(config)
     answer: Recommendation = recommend(
-        SearchSpace.from_config(config),
-        [row.trial_config for row in done],
+        space,
+        # Only what the space knows: a confirmation re-run also carries its seed.
+        [{WEIGHTS_KEY: row.weights, **{k: row.knobs[k] for k in space.knob_names}} for row in done],
         [row.val_reward for row in done],
         [row.val_reward_sem for row in done],
     )
