@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
+from tune_jobs.config import METRIC
 from tune_jobs.tracking.store import (
     TAG_KIND,
     TAG_TRIAL_ID,
@@ -212,8 +213,8 @@ class TrialTracker:
         self.run_id = new_child(*ids) if new_run else open_child(*ids)
         self.logged_epochs = self._last_logged_epoch()
 
-    def _last_logged_epoch(self, key: str = "val_reward") -> int:
-        history = self.client.get_metric_history(self.run_id, key)
+    def _last_logged_epoch(self) -> int:
+        history = self.client.get_metric_history(self.run_id, METRIC)
         return max((m.step for m in history), default=0)
 
     @property
