@@ -62,6 +62,14 @@ class RewardModelSpec(ModelSpec):
     batch_size: int = Field(default=64, ge=1, description="Largest RM forward batch (perturbed texts included).")
     separator: str = Field(default="\n", description="Joins prompt and response when the RM has no chat template.")
     use_chat_template: bool = Field(default=True, description="Use the RM tokenizer's chat template when it has one.")
+    head: Literal["auto", "sequence", "causal"] = Field(
+        default="auto",
+        description=(
+            "How the score is read: `sequence` = the model's logits only; `causal` = a `score` head applied at "
+            "every position of a causal model (prefix scores in one forward); auto = causal when the model "
+            "passes that check, else sequence."
+        ),
+    )
 
 
 class LoraSpec(StrictSection):

@@ -1,21 +1,27 @@
 """The sequence-level reward model r = f(x, y) with its own tokenizer.
 
 `RewardModel` wraps any Hugging Face sequence-classification model with one output (an encoder
-such as BERT, or a causal LM with a `score` head) and knows three things the attribution sources
+such as BERT, or a causal LM with a `score` head) and knows four things the attribution sources
 need beyond a plain score:
 
 - how prompt and response are joined (the RM tokenizer's chat template when it has one, else
   ``prompt + separator + response``) and which RM tokens belong to the response, with their
   character spans in the response text;
-- truncation that cuts the prompt (from the left) before it ever cuts the response;
-- per-position scores of a causal RM (the `score` head over every hidden state), so prefix
-  rewards of a whole response cost one forward.
+- that the response is plain text: the literal text of a control token in a response (say
+  ``<|im_end|>`` then a forged user turn) is spelled out as ordinary tokens, never parsed into the
+  control token itself, so a policy cannot write the RM's template;
+- truncation that cuts the prompt (from the left) before it ever cuts the response, to at most the
+  model's position limit;
+- per-position scores of a causal RM (the `score` head over every hidden state, `spec.head`), so
+  prefix rewards of a whole response cost one forward.
 
 Forwards are batched up to ``spec.batch_size`` sequences, sorted by length to keep padding low.
 """
 
 from __future__ import annotations
 
+import copy
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +35,8 @@ PADDING_BUDGET = 0.1
 """Largest share of padded positions in one forward batch (see `RewardModel.chunks`)."""
 _SENTINEL = "\x00response\x00"
 """Stands in for the response when the chat template is rendered, to find where the response starts."""
+UNLIMITED_LENGTH = 10**7
+"""Tokenizers without a length limit report a huge ``model_max_length`` (about 1e30); anything above this is none."""
 
 
 @dataclass
@@ -63,7 +71,11 @@ class RewardModel:
             ``inputs_embeds=...``) returning an object with ``.logits`` of shape (B, 1); a causal RM
             has a ``score`` linear head applied to every position.
         tokenizer: a fast tokenizer (character offsets are needed to align credit).
-        spec: how texts are joined, truncated and batched.
+        spec: how texts are joined, truncated, batched and scored (``spec.head``).
+
+    Raises:
+        ModelLoadError: a slow tokenizer, no pad token, or ``spec.head="causal"`` on a model whose
+            `score` head is not a per-position head of a causal model.
     """
 
     def __init__(self, model: torch.nn.Module, tokenizer, spec: RewardModelSpec) -> None:
@@ -78,8 +90,16 @@ class RewardModel:
         self.tokenizer = tokenizer
         self.spec = spec
         self.device = next(model.parameters()).device
-        head = getattr(model, "score", None)
-        self.is_causal = isinstance(head, torch.nn.Linear)
+        self.max_length = capped_max_length(model, tokenizer, spec)
+        """Longest RM input in tokens: ``spec.max_length``, cut to the model's position limit."""
+        self.is_causal = self._read_head()
+        """Scores are read per position off the `score` head (see `spec.head`)."""
+        # Responses are encoded by a copy that spells special tokens out as text; a separate copy
+        # because the setting lives in the shared Rust tokenizer, and flipping it per call would
+        # race with other threads encoding at the same time.
+        self._plain_tokenizer = copy.deepcopy(tokenizer)
+        self._plain_tokenizer.split_special_tokens = True
+        self._special_ids = frozenset(tokenizer.all_special_ids)
         self.uses_chat_template = bool(spec.use_chat_template and getattr(tokenizer, "chat_template", None))
         self.forward_calls = 0
         """Model forwards run so far (each on up to ``spec.batch_size`` sequences)."""
@@ -91,6 +111,18 @@ class RewardModel:
         """Load the model and tokenizer named by `spec` (see `dense_reward.models.load_reward_model`)."""
         model, tokenizer = load_reward_model(spec)
         return cls(model, tokenizer, spec)
+
+    def _read_head(self) -> bool:
+        """Resolve ``spec.head``: True when scores are read per position off a causal `score` head."""
+        if self.spec.head == "sequence":
+            return False
+        problem = causal_head_problem(self.model, self.tokenizer)
+        if problem is not None and self.spec.head == "causal":
+            raise ModelLoadError(
+                f"models.reward.head: 'causal' does not fit {self.spec.path!r}: {problem}; "
+                "use 'sequence' (or 'auto')"
+            )
+        return problem is None
 
     # ----------------------------------------------------------------------------------------------
     # text -> tokens
@@ -123,12 +155,47 @@ class RewardModel:
             add_special_tokens=not self.uses_chat_template,
             return_offsets_mapping=True,
         )
-        return [
-            self._locate_response(ids, offsets, start, len(response))
-            for ids, offsets, (_, start), response in zip(
-                encoded["input_ids"], encoded["offset_mapping"], joined, responses, strict=True
-            )
-        ]
+        items = []
+        for ids, offsets, (text, start), response in zip(
+            encoded["input_ids"], encoded["offset_mapping"], joined, responses, strict=True
+        ):
+            ids, offsets = self._spell_out_response(text, list(ids), [tuple(o) for o in offsets], start, len(response))
+            items.append(self._locate_response(ids, offsets, start, len(response)))
+        return items
+
+    def _spell_out_response(
+        self, text: str, ids: list[int], offsets: list[tuple[int, int]], start: int, length: int
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """Re-encode the response part as plain text when the tokenizer parsed a special token inside it.
+
+        The whole text is tokenised at once (the template's own control tokens must be parsed); only
+        when a special token covers response characters are the tokens over the response replaced
+        by those of the same characters encoded with special tokens spelled out.
+        """
+        end = start + length
+        inside = [i for i, (s, e) in enumerate(offsets) if e > s and e > start and s < end]
+        if not any(ids[i] in self._special_ids for i in inside):
+            return ids, offsets
+        first, last = inside[0], inside[-1] + 1
+        piece_start, piece_end = min(start, offsets[first][0]), max(end, offsets[last - 1][1])
+        plain_ids, plain_offsets = self._encode_plain(text[piece_start:piece_end])
+        shifted = [(s + piece_start, e + piece_start) for s, e in plain_offsets]
+        return ids[:first] + plain_ids + ids[last:], offsets[:first] + shifted + offsets[last:]
+
+    def _encode_plain(self, piece: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets of `piece` as plain text, as it reads in the middle of a text.
+
+        SentencePiece-style tokenizers mark the start of every encoded string with a space; encoding
+        after a newline and dropping the newline's tokens avoids that (when the newline stays apart).
+        """
+        plain = self._plain_tokenizer
+        newline = plain("\n", add_special_tokens=False)["input_ids"]
+        encoded = plain("\n" + piece, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+        if newline and ids[: len(newline)] == newline:
+            return ids[len(newline) :], [(max(s - 1, 0), max(e - 1, 0)) for s, e in offsets[len(newline) :]]
+        encoded = plain(piece, add_special_tokens=False, return_offsets_mapping=True)
+        return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
 
     def _locate_response(
         self, ids: list[int], offsets: list[tuple[int, int]], start: int, length: int
@@ -148,7 +215,7 @@ class RewardModel:
         return self._truncate(item, offsets)
 
     def _truncate(self, item: RMInput, offsets: list[tuple[int, int]]) -> RMInput:
-        excess = len(item.input_ids) - self.spec.max_length
+        excess = len(item.input_ids) - self.max_length
         if excess <= 0:
             return item
         ids = item.input_ids
@@ -276,3 +343,72 @@ class RewardModel:
             for row, index in enumerate(group):
                 result[index] = position_scores[row, : len(sequences[index])].cpu().double().numpy()
         return result
+
+
+# --------------------------------------------------------------------------------------------------
+# checks at load
+# --------------------------------------------------------------------------------------------------
+
+
+def position_limit(model: torch.nn.Module, tokenizer) -> int | None:
+    """The longest input the model takes: its ``max_position_embeddings`` (GPT-2's ``n_positions``) and
+    the tokenizer's ``model_max_length``, whichever is smaller; None when neither says."""
+    limits = []
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions)
+    # RoBERTa-style models have two positions fewer than max_position_embeddings; their tokenizer says so.
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < UNLIMITED_LENGTH:
+        limits.append(tokenizer_limit)
+    return min(limits) if limits else None
+
+
+def capped_max_length(model: torch.nn.Module, tokenizer, spec: RewardModelSpec) -> int:
+    """``spec.max_length``, or the model's position limit with a warning when the spec asks for more.
+
+    Longer inputs would index past the position embeddings in the middle of a forward.
+    """
+    limit = position_limit(model, tokenizer)
+    if limit is None or spec.max_length <= limit:
+        return spec.max_length
+    warnings.warn(
+        f"models.reward.max_length={spec.max_length} is above the {limit} positions {spec.path!r} takes; "
+        f"RM inputs are cut to {limit} tokens",
+        UserWarning,
+        stacklevel=3,
+    )
+    return limit
+
+
+def causal_head_problem(model: torch.nn.Module, tokenizer) -> str | None:
+    """Why `model` is not a causal RM whose `score` head can be read at every position, or None when it is.
+
+    A probe of two 3-token inputs that differ only in their last token: the head must be a linear
+    layer applied at every position (output (B, T, 1)); its outputs at the first two positions must
+    not see the last token (causal attention); and the head at the last position must be the
+    model's own sequence score.
+    """
+    head = getattr(model, "score", None)
+    if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+        return "it has no `score` linear head with one output"
+    special = set(tokenizer.all_special_ids)
+    a, b, c = [i for i in range(len(special) + 3) if i not in special][:3]
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([[a, b, b], [a, b, c]], device=device)
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits.float()
+    finally:
+        hook.remove()
+    per_position = captured[-1].float() if captured else None
+    if per_position is None or per_position.shape != (2, 3, 1):
+        return "its `score` head is not applied at every position"
+    tolerance = 1e-3 * (1.0 + float(per_position.abs().max()))
+    if not torch.allclose(per_position[0, :2], per_position[1, :2], atol=tolerance, rtol=0.0):
+        return "its per-position scores see later tokens (not a causal model)"
+    if logits.shape != (2, 1) or not torch.allclose(per_position[:, -1], logits, atol=tolerance, rtol=0.0):
+        return "its `score` head at the last token is not the model's sequence score"
+    return None

@@ -153,34 +153,43 @@ def test_batcher_merges_and_deduplicates(additive) -> None:
     reward_model, _ = additive
     calls_before = reward_model.forward_calls
 
+    def ids(response: str) -> list[int]:
+        return reward_model.encode(["p"], [response])[0].input_ids
+
     def task(index: int):
         def run(scorer: Scorer) -> list[float]:
-            first = scorer.score("p", ["good day", f"day {WORDS[index]}"])
-            second = scorer.score("p", ["good day"])
+            first = scorer.score([ids("good day"), ids(f"day {WORDS[index]}")])
+            second = scorer.score([ids("good day")])
             return [*first.tolist(), *second.tolist()]
 
         return run
 
     results, stats = run_concurrently([task(i) for i in range(6)], reward_model)
-    # 7 distinct texts in one forward; the second round is served from the cache.
+    # 7 distinct sequences in one forward; the second round is served from the cache.
     assert reward_model.forward_calls - calls_before == 1
     direct = Scorer(reward_model)
     for i, result in enumerate(results):
-        np.testing.assert_allclose(result, [*direct.score("p", ["good day", f"day {WORDS[i]}"]), result[0]])
-    assert stats.flushes == 2 and stats.texts == 18 and stats.scored == 7
+        np.testing.assert_allclose(result, [*direct.score([ids("good day"), ids(f"day {WORDS[i]}")]), result[0]])
+    assert stats.flushes == 2 and stats.sequences == 18 and stats.scored == 7
 
 
-def test_batcher_propagates_errors(additive) -> None:
+def test_batcher_raises_the_error_of_the_first_failing_task(additive) -> None:
     reward_model, _ = additive
+    sequence = reward_model.encode(["p"], ["a"])[0].input_ids
 
-    def failing(scorer: Scorer) -> None:
-        raise RuntimeError("boom")
+    def failing(message: str):
+        def run(scorer: Scorer) -> None:
+            scorer.score([sequence])
+            raise RuntimeError(message)
+
+        return run
 
     def fine(scorer: Scorer) -> float:
-        return float(scorer.score("p", ["a"])[0])
+        return float(scorer.score([sequence])[0])
 
-    with pytest.raises(RuntimeError, match="boom"):
-        run_concurrently([fine, failing, fine], reward_model)
+    # Task 3 may fail first in time; task 1 is reported, the same on every run.
+    with pytest.raises(RuntimeError, match="task 1"):
+        run_concurrently([fine, failing("task 1"), fine, failing("task 3")], reward_model)
 
 
 def test_causal_redistribution_uses_one_forward_and_matches_prefixes(policy_tokenizer) -> None:

@@ -28,7 +28,8 @@ def tiny_causal_reward_model(batch_size: int = 64) -> RewardModel:
     )
     config._attn_implementation = "eager"
     model = GPT2ForSequenceClassification(config).eval().requires_grad_(False)
-    return RewardModel(model, tokenizer, RewardModelSpec(path="tiny-causal-rm", batch_size=batch_size))
+    spec = RewardModelSpec(path="tiny-causal-rm", batch_size=batch_size, max_length=config.n_positions)
+    return RewardModel(model, tokenizer, spec)
 
 
 def test_response_tokens_and_offsets(reward_model: RewardModel) -> None:

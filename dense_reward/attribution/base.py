@@ -14,7 +14,23 @@ from typing import ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from dense_reward.attribution.align import align_credit
+from dense_reward.errors import UserError
 from dense_reward.reward_model import RewardModel
+
+
+class ExplanationError(UserError):
+    """A source failed on one response of a batch; the message names the source and the sample.
+
+    Attributes:
+        source: the source name.
+        sample: index of the failing response in the batch (None when only the whole batch fails).
+    """
+
+    def __init__(self, source: str, sample: int | None, response: str, error: BaseException) -> None:
+        where = f"sample {sample} ({response[:60]!r})" if sample is not None else "the batch (each sample alone works)"
+        super().__init__(f"shaping: source {source!r} failed on {where}: {type(error).__name__}: {error}")
+        self.source = source
+        self.sample = sample
 
 
 @dataclass
@@ -40,6 +56,15 @@ class ScoredBatch:
 
     def __len__(self) -> int:
         return len(self.responses)
+
+    def select(self, indices: list[int]) -> ScoredBatch:
+        """The sub-batch of the responses at `indices`, in that order."""
+        return ScoredBatch(
+            [self.prompts[i] for i in indices],
+            [self.responses[i] for i in indices],
+            [self.response_offsets[i] for i in indices],
+            self.scores[indices],
+        )
 
 
 @runtime_checkable
@@ -80,8 +105,33 @@ class RMTokenExplainer:
         raise NotImplementedError
 
     def explain(self, batch: ScoredBatch) -> list[np.ndarray]:
-        credits = self.credit(batch)
-        return [
-            align_credit(credit.spans, credit.values, offsets)
-            for credit, offsets in zip(credits, batch.response_offsets, strict=True)
-        ]
+        """One (T_i,) credit array per response over its policy tokens.
+
+        Raises:
+            ExplanationError: naming this source and the first response it fails on.
+            UserError: a problem with the source's setup (e.g. no attention weights), as raised.
+        """
+        try:
+            credits = self.credit(batch)
+        except UserError:  # already names what to fix (e.g. a model setting), whatever the sample
+            raise
+        except Exception as error:
+            raise self._locate_failure(batch, error) from error
+        aligned = []
+        for index, (credit, offsets) in enumerate(zip(credits, batch.response_offsets, strict=True)):
+            try:
+                aligned.append(align_credit(credit.spans, credit.values, offsets))
+            except Exception as error:
+                raise ExplanationError(self.name, index, batch.responses[index], error) from error
+        return aligned
+
+    def _locate_failure(self, batch: ScoredBatch, error: Exception) -> ExplanationError:
+        """The error of the first response that fails alone (batch-wide sources fail all at once)."""
+        if len(batch) > 1:
+            for index in range(len(batch)):
+                try:
+                    self.credit(batch.select([index]))
+                except Exception as alone:
+                    return ExplanationError(self.name, index, batch.responses[index], alone)
+        sample = 0 if len(batch) == 1 else None
+        return ExplanationError(self.name, sample, batch.responses[0] if sample == 0 else "", error)

@@ -1,10 +1,10 @@
 """Merge the RM calls of many concurrent explanations into shared forwards.
 
-`shap` and `lime` explain one text at a time and call the model with a handful of perturbed texts
-per call. To keep their algorithms untouched yet score a whole PPO batch in large RM batches, each
-response is explained in its own thread whose model function blocks on a shared `ScoreBatcher`:
-once every live thread is waiting, the batcher scores all their texts together (each distinct RM
-input at most once per batcher, however many texts map to it) and wakes them with their results.
+`shap` and `lime` explain one response at a time and call the model with a handful of perturbed
+token sequences per call. To keep their algorithms untouched yet score a whole PPO batch in large RM
+batches, each response is explained in its own thread whose model function blocks on a shared
+`ScoreBatcher`: once every live thread is waiting, the batcher scores all their sequences together
+(each distinct sequence at most once per batcher) and wakes them with their results.
 """
 
 from __future__ import annotations
@@ -22,21 +22,23 @@ T = TypeVar("T")
 MAX_WORKERS = 64
 """Default cap on concurrent explanations (threads) per batch."""
 
+TokenIds = tuple[int, ...]
+
 
 class Scorer:
-    """Scores texts of one prompt right away (no merging); the interface `ScoreBatcher` shares."""
+    """Scores RM token-id sequences right away (no merging); the interface `ScoreBatcher` shares."""
 
     def __init__(self, reward_model: RewardModel) -> None:
         self.reward_model = reward_model
 
-    def score(self, prompt: str, texts: Sequence[str]) -> np.ndarray:
-        """(N,) float64 RM scores of ``(prompt, text)`` for each text."""
-        return self.reward_model.score_inputs(self.reward_model.encode([prompt] * len(texts), list(texts)))
+    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """(N,) float64 RM scores of N token-id sequences (prompt, response and template tokens)."""
+        return self.reward_model.score_ids(sequences)
 
 
 @dataclass
 class _Request:
-    pairs: list[tuple[str, str]]
+    sequences: list[TokenIds]
     result: np.ndarray | None = None
     error: BaseException | None = None
     done: bool = False
@@ -44,10 +46,10 @@ class _Request:
 
 @dataclass
 class BatcherStats:
-    """What a batcher did: requests served, texts asked for, texts actually scored, flushes run."""
+    """What a batcher did: requests served, sequences asked for, sequences actually scored, flushes run."""
 
     requests: int = 0
-    texts: int = 0
+    sequences: int = 0
     scored: int = 0
     flushes: int = 0
     flush_sizes: list[int] = field(default_factory=list)
@@ -59,29 +61,19 @@ class ScoreBatcher(Scorer):
     Args:
         reward_model: the RM.
         clients: number of threads that will call `score` and finally `leave`.
-        known: scores already known, e.g. ``{(prompt, response): r}``; texts with the same RM token ids
-            are never rescored.
+        known: scores already known by token ids, e.g. of the unperturbed responses; never rescored.
     """
 
-    def __init__(
-        self, reward_model: RewardModel, clients: int, known: Mapping[tuple[str, str], float] | None = None
-    ) -> None:
+    def __init__(self, reward_model: RewardModel, clients: int, known: Mapping[TokenIds, float] | None = None) -> None:
         super().__init__(reward_model)
         self._condition = threading.Condition()
         self._active = clients
         self._pending: list[_Request] = []
-        self._by_text: dict[tuple[str, str], float] = dict(known or {})
-        # Texts that differ only where the RM tokenizer does not look (spacing, case for an
-        # uncased RM) give the same token ids: those are scored once too.
-        self._by_ids: dict[tuple[int, ...], float] = {}
-        if known:
-            pairs = list(known)
-            items = reward_model.encode([p for p, _ in pairs], [t for _, t in pairs])
-            self._by_ids.update((tuple(item.input_ids), known[pair]) for item, pair in zip(items, pairs, strict=True))
+        self._scores: dict[TokenIds, float] = dict(known or {})
         self.stats = BatcherStats()
 
-    def score(self, prompt: str, texts: Sequence[str]) -> np.ndarray:
-        request = _Request([(prompt, text) for text in texts])
+    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        request = _Request([tuple(int(i) for i in sequence) for sequence in sequences])
         with self._condition:
             self._pending.append(request)
             self._flush_if_all_waiting()
@@ -105,20 +97,23 @@ class ScoreBatcher(Scorer):
             return
         pending, self._pending = self._pending, []
         try:
-            wanted = dict.fromkeys(pair for request in pending for pair in request.pairs)
-            missing = [pair for pair in wanted if pair not in self._by_text]
-            fresh: list[tuple[int, ...]] = []
-            if missing:
-                rm = self.reward_model
-                keys = [tuple(item.input_ids) for item in rm.encode([p for p, _ in missing], [t for _, t in missing])]
-                fresh = [key for key in dict.fromkeys(keys) if key not in self._by_ids]
-                if fresh:
-                    self._by_ids.update(zip(fresh, rm.score_ids(fresh).tolist(), strict=True))
-                self._by_text.update((pair, self._by_ids[key]) for pair, key in zip(missing, keys, strict=True))
+            wanted = dict.fromkeys(sequence for request in pending for sequence in request.sequences)
+            fresh = [sequence for sequence in wanted if sequence not in self._scores]
+            try:
+                self._score_fresh(fresh)
+            except Exception:
+                # One input broke the merged forward: score each request alone, so only the
+                # requests (explanations) that hold a failing input see the error.
+                for request in pending:
+                    try:
+                        self._score_fresh([s for s in dict.fromkeys(request.sequences) if s not in self._scores])
+                    except Exception as error:
+                        request.error = error
             for request in pending:
-                request.result = np.array([self._by_text[pair] for pair in request.pairs], dtype=np.float64)
+                if request.error is None:
+                    request.result = np.array([self._scores[s] for s in request.sequences], dtype=np.float64)
             self.stats.requests += len(pending)
-            self.stats.texts += sum(len(request.pairs) for request in pending)
+            self.stats.sequences += sum(len(request.sequences) for request in pending)
             self.stats.scored += len(fresh)
             self.stats.flushes += 1
             self.stats.flush_sizes.append(len(fresh))
@@ -130,30 +125,36 @@ class ScoreBatcher(Scorer):
                 request.done = True
             self._condition.notify_all()
 
+    def _score_fresh(self, sequences: list[TokenIds]) -> None:
+        if sequences:
+            self._scores.update(zip(sequences, self.reward_model.score_ids(sequences).tolist(), strict=True))
+
 
 def run_concurrently(
     tasks: Sequence[Callable[[Scorer], T]],
     reward_model: RewardModel,
     workers: int | None = None,
-    known: Mapping[tuple[str, str], float] | None = None,
+    known: Mapping[TokenIds, float] | None = None,
 ) -> tuple[list[T], BatcherStats]:
     """Run ``task(scorer)`` for every task on `workers` threads sharing one `ScoreBatcher`.
 
     Each worker takes every `workers`-th task in turn, so at most `workers` explanations wait on the
-    batcher at once (default: all tasks, up to `MAX_WORKERS`). Results come back in task order; the
-    first error raised by a task is raised here after every thread has stopped.
+    batcher at once (default: all tasks, up to `MAX_WORKERS`). Results come back in task order. When
+    tasks fail, the error of the first failing task (by position, not by time) is raised here after
+    every thread has stopped, so the same batch always reports the same failure.
     """
     workers = max(1, min(workers or MAX_WORKERS, len(tasks)))
     batcher = ScoreBatcher(reward_model, clients=workers, known=known)
     results: list[T | None] = [None] * len(tasks)
-    errors: list[BaseException] = []
+    errors: dict[int, BaseException] = {}
 
     def work(first: int) -> None:
+        index = first
         try:
             for index in range(first, len(tasks), workers):
                 results[index] = tasks[index](batcher)
         except BaseException as error:
-            errors.append(error)
+            errors[index] = error
         finally:
             batcher.leave()
 
@@ -163,5 +164,5 @@ def run_concurrently(
     for thread in threads:
         thread.join()
     if errors:
-        raise errors[0]
+        raise errors[min(errors)]
     return results, batcher.stats  # type: ignore[return-value]

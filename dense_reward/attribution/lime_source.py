@@ -1,30 +1,49 @@
-"""`lime`: positional LIME weights from the `lime` library's LimeTextExplainer.
+"""`lime`: LIME weights over the response's RM-token features, fitted by the `lime` library's LimeBase.
 
-Features are the response's RM tokens (split on the RM tokenizer's character offsets) taken by
-position (``bow=False``): a removed token is replaced by the RM's mask token, the prompt never
-changes. The weights of LIME's local linear (ridge) model are the credit. ``num_samples`` perturbed
-texts per response, merged across the batch into shared RM forwards like `shap`.
+The features are the response's RM tokens by position (`perturbation.Features`: the tokens of one
+multi-byte character form one feature); a masked feature's tokens become the RM's mask token, or
+are removed when it has none; the prompt never changes. The neighbourhood is LIME's text scheme
+(Ribeiro et al., arXiv 1602.04938; ``LimeTextExplainer`` with ``bow=False``): the first sample is
+the response itself, each other one masks k features chosen uniformly without replacement, k
+uniform in 1..M; samples are weighted by ``sqrt(exp(-d^2 / width^2))`` of their cosine distance d
+(x100) to the response, and the weights of LimeBase's local ridge model are the credit.
+``num_samples`` perturbations per response, merged across the batch into shared RM forwards like `shap`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
-from dense_reward.attribution.batching import BatcherStats, Scorer, run_concurrently
+from dense_reward.attribution.batching import Scorer
+from dense_reward.attribution.perturbation import Features, PerturbationExplainer
 from dense_reward.reward_model import RewardModel
 
 
-class LimeExplainer(RMTokenExplainer):
-    """LIME over the positions of each response's RM tokens, prompt fixed.
+def neighbourhood(size: int, num_samples: int, random: np.random.RandomState) -> np.ndarray:
+    """(num_samples, size) 0/1 masks: row 0 keeps every feature, each other row masks a random subset."""
+    masked_counts = random.randint(1, size + 1, num_samples - 1)
+    masks = np.ones((num_samples, size))
+    for row, count in enumerate(masked_counts, start=1):
+        masks[row, random.choice(size, count, replace=False)] = 0.0
+    return masks
+
+
+def cosine_distances(masks: np.ndarray) -> np.ndarray:
+    """(N,) cosine distance (x100) of each mask row to row 0 (all ones); a row with nothing kept is at 100."""
+    norms = np.linalg.norm(masks, axis=1) * np.linalg.norm(masks[0])
+    similarity = np.divide(masks @ masks[0], norms, out=np.zeros(len(masks)), where=norms > 0)
+    return (1.0 - similarity) * 100.0
+
+
+class LimeExplainer(PerturbationExplainer):
+    """LIME over the positions of each response's RM-token features, prompt fixed.
 
     Args:
         reward_model: the RM.
-        num_samples: perturbed texts per response (LIME's ``num_samples``, the original included).
-        seed: seed of LIME's sampler; every response uses it, so results do not depend on batch order.
+        num_samples: perturbed responses per response (LIME's ``num_samples``, the original included).
+        seed: seed of the sampler; every response uses it, so results do not depend on batch order.
         kernel_width: LIME's kernel width on the cosine distance (x100) between masks.
         batched: merge the RM calls of all responses of a batch (see `batching`).
         workers: responses explained at once when batched (default: the whole batch).
@@ -41,61 +60,26 @@ class LimeExplainer(RMTokenExplainer):
         batched: bool = True,
         workers: int | None = None,
     ) -> None:
-        super().__init__(reward_model)
+        super().__init__(reward_model, batched=batched, workers=workers)
         if num_samples < 4:
             raise ValueError(f"shaping.lime.num_samples must be >= 4, got {num_samples}")
         self.num_samples = num_samples
         self.seed = seed
         self.kernel_width = kernel_width
-        self.batched = batched
-        self.workers = workers
-        tokenizer = reward_model.tokenizer
-        self.mask_string = tokenizer.mask_token or tokenizer.unk_token or ""
-        self.last_stats: BatcherStats | None = None
 
-    def credit(self, batch: ScoredBatch) -> list[TokenCredit]:
-        known = {(p, r): float(s) for p, r, s in zip(batch.prompts, batch.responses, batch.scores, strict=True)}
-        tasks = [self._task(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
-        if not self.batched:
-            scorer = Scorer(self.reward_model)
-            return [task(scorer) for task in tasks]
-        # LIME's first sample is the unperturbed response, whose score the batch already has.
-        credits, self.last_stats = run_concurrently(tasks, self.reward_model, self.workers, known=known)
-        return credits
+    def explain_one(self, features: Features, scorer: Scorer) -> np.ndarray:
+        """(M,) LIME weights of the M >= 1 features of one response, scored through `scorer`."""
+        from lime.lime_base import LimeBase
 
-    def _task(self, prompt: str, response: str) -> Callable[[Scorer], TokenCredit]:
-        return lambda scorer: self.explain_one(prompt, response, scorer)
-
-    def explain_one(self, prompt: str, response: str, scorer: Scorer) -> TokenCredit:
-        """LIME weights of one response's RM tokens, scored through `scorer`."""
-        from lime.lime_text import LimeTextExplainer
-
-        encoded = self.reward_model.tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
-        spans = [(int(s), int(e)) for s, e in encoded["offset_mapping"] if e > s]
-        if not spans:
-            return TokenCredit([], np.zeros(0))
-        pieces = [response[s:e] for s, e in spans]
-        explainer = LimeTextExplainer(
-            kernel_width=self.kernel_width,
-            bow=False,
-            split_expression=lambda _text: pieces,
-            mask_string=self.mask_string,
-            feature_selection="none",
-            random_state=self.seed,
+        size = len(features)
+        masks = neighbourhood(size, self.num_samples, np.random.RandomState(self.seed))
+        scores = scorer.score([features.perturb(row > 0.5) for row in masks])  # (N,)
+        width = self.kernel_width
+        base = LimeBase(lambda d: np.sqrt(np.exp(-(d**2) / width**2)), random_state=self.seed)
+        _, weights, _, _ = base.explain_instance_with_data(
+            masks, scores[:, None], cosine_distances(masks), label=0, num_features=size, feature_selection="none"
         )
-
-        def model(texts: list[str]) -> np.ndarray:
-            return scorer.score(prompt, texts)[:, None]  # (N, 1): one "class", the reward
-
-        explanation = explainer.explain_instance(
-            response, model, labels=(0,), num_features=len(spans), num_samples=self.num_samples
-        )
-        indexed = explanation.domain_mapper.indexed_string
-        token_at = {start: i for i, (start, _) in enumerate(spans)}
-        values = np.zeros(len(spans))
-        for feature, weight in explanation.local_exp[0]:
-            # Features are positions in LIME's own segmentation; map each back to its RM token.
-            (start,) = indexed.string_position(feature)
-            if int(start) in token_at:
-                values[token_at[int(start)]] = weight
-        return TokenCredit(spans, values)
+        values = np.zeros(size)
+        for feature, weight in weights:
+            values[feature] = weight
+        return values

@@ -1,33 +1,60 @@
-"""`shap`: Owen values from the `shap` library's PartitionExplainer over the response tokens.
+"""`shap`: Owen values from the `shap` library's PartitionExplainer over the response's RM tokens.
 
-The Text masker (with the RM tokenizer, so the mask token is the RM's own) perturbs the response
-only; the prompt is held fixed by closing the model function over it. For an additive reward the
-Owen values are the Shapley values, i.e. each token's own contribution.
+The features are the response's RM tokens (`perturbation.Features`: the tokens of one multi-byte
+character form one feature); a masked feature's tokens become the RM's mask token, or are removed
+when it has none. The prompt is held fixed. shap's tabular Partition masker switches the features
+on and off (a row of ones against a background of zeros) and the model function turns each mask
+row into RM token ids; the hierarchy is a balanced binary tree of contiguous runs of features. For an
+additive reward the Owen values are the Shapley values, i.e. each token's own contribution.
 
 Cost is `max_evals` RM calls per response. With ``batched=True`` (default) the responses of a batch
 are explained concurrently and their calls merged into shared RM forwards (`batching`), which
-leaves shap's algorithm and its values unchanged.
+leaves shap's algorithm and its values unchanged. shap breaks ties between equally promising tree
+nodes with numpy's global generator; each response draws from its own seeded state of it
+(`seeding.GlobalRandomLease`), so the same seed gives the same credit however threads interleave.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
-from dense_reward.attribution.batching import BatcherStats, Scorer, run_concurrently
+from dense_reward.attribution.batching import Scorer
+from dense_reward.attribution.perturbation import Features, PerturbationExplainer
+from dense_reward.attribution.seeding import GlobalRandomLease
 from dense_reward.reward_model import RewardModel
 
 
-class ShapExplainer(RMTokenExplainer):
-    """Partition (Owen) SHAP values of each response's RM tokens, prompt fixed.
+def contiguous_tree(size: int) -> np.ndarray:
+    """A balanced binary hierarchy of `size` >= 2 ordered features, as a (size - 1, 4) scipy linkage matrix.
+
+    Every cluster is a contiguous run (left half, right half); row i merges nodes ``Z[i, 0]`` and
+    ``Z[i, 1]`` (ids below `size` are features, ``size + j`` the cluster of row j) into a cluster of
+    ``Z[i, 3]`` features at height ``Z[i, 2]`` (its share of all features). The root is the last row.
+    """
+    rows: list[list[float]] = []
+
+    def build(low: int, high: int) -> int:
+        if high - low == 1:
+            return low
+        middle = (low + high + 1) // 2
+        left, right = build(low, middle), build(middle, high)
+        rows.append([left, right, (high - low) / size, high - low])
+        return size + len(rows) - 1
+
+    build(0, size)
+    return np.array(rows, dtype=np.float64)
+
+
+class ShapExplainer(PerturbationExplainer):
+    """Partition (Owen) SHAP values of each response's RM-token features, prompt fixed.
 
     Args:
         reward_model: the RM.
-        max_evals: model evaluations per response (shap's ``max_evals``); about M^2 for M tokens
+        max_evals: model evaluations per response (shap's ``max_evals``); about M^2 for M features
             expands the whole partition tree.
+        seed: seed of shap's tie-breaking draws; every response uses it, so results do not depend on batch order.
         batched: merge the RM calls of all responses of a batch (see `batching`).
         workers: responses explained at once when batched (default: the whole batch).
     """
@@ -35,44 +62,37 @@ class ShapExplainer(RMTokenExplainer):
     name: ClassVar[str] = "shap"
 
     def __init__(
-        self, reward_model: RewardModel, max_evals: int = 64, batched: bool = True, workers: int | None = None
+        self,
+        reward_model: RewardModel,
+        max_evals: int = 64,
+        seed: int = 0,
+        batched: bool = True,
+        workers: int | None = None,
     ) -> None:
-        super().__init__(reward_model)
+        super().__init__(reward_model, batched=batched, workers=workers)
         if max_evals < 4:
             raise ValueError(f"shaping.shap.max_evals must be >= 4, got {max_evals}")
         self.max_evals = max_evals
-        self.batched = batched
-        self.workers = workers
-        self.last_stats: BatcherStats | None = None
+        self.seed = seed
 
-    def credit(self, batch: ScoredBatch) -> list[TokenCredit]:
-        tasks = [self._task(p, r) for p, r in zip(batch.prompts, batch.responses, strict=True)]
-        if not self.batched:
-            scorer = Scorer(self.reward_model)
-            return [task(scorer) for task in tasks]
-        # shap also scores the unmasked response; the batch already holds that score.
-        known = {(p, r): float(s) for p, r, s in zip(batch.prompts, batch.responses, batch.scores, strict=True)}
-        credits, self.last_stats = run_concurrently(tasks, self.reward_model, self.workers, known=known)
-        return credits
-
-    def _task(self, prompt: str, response: str) -> Callable[[Scorer], TokenCredit]:
-        return lambda scorer: self.explain_one(prompt, response, scorer)
-
-    def explain_one(self, prompt: str, response: str, scorer: Scorer) -> TokenCredit:
-        """SHAP values of one response's RM tokens, scored through `scorer`."""
+    def explain_one(self, features: Features, scorer: Scorer) -> np.ndarray:
+        """(M,) Owen values of the M >= 1 features of one response, scored through `scorer`."""
         import shap
 
-        tokenizer = self.reward_model.tokenizer
-        offsets = [tuple(o) for o in tokenizer(response, return_offsets_mapping=True)["offset_mapping"]]
-        keep = [i for i, (start, end) in enumerate(offsets) if end > start]
-        if not keep:
-            return TokenCredit([], np.zeros(0))
+        size = len(features)
+        if size == 1:
+            # One feature: its Shapley value is the whole difference (shap needs two to build a tree).
+            full, masked = scorer.score([features.perturb([True]), features.perturb([False])])
+            return np.array([full - masked])
+        lease = GlobalRandomLease(self.seed)
 
-        def model(texts: np.ndarray) -> np.ndarray:
-            return scorer.score(prompt, [str(t) for t in texts])  # (N,)
+        def model(masks: np.ndarray) -> np.ndarray:
+            sequences = [features.perturb(row > 0.5) for row in masks]  # masks: (N, M) of 0/1
+            with lease.released():
+                return scorer.score(sequences)  # (N,)
 
-        explainer = shap.Explainer(model, shap.maskers.Text(tokenizer), algorithm="partition")
-        values = np.asarray(explainer([response], max_evals=self.max_evals, silent=True).values[0], dtype=np.float64)
-        if values.shape != (len(offsets),):
-            raise RuntimeError(f"shap returned {values.shape} values for {len(offsets)} RM tokens of {response!r}")
-        return TokenCredit([offsets[i] for i in keep], values[keep])
+        with lease:
+            masker = shap.maskers.Partition(np.zeros((1, size)), clustering=contiguous_tree(size))
+            explainer = shap.explainers.Partition(model, masker)
+            explanation = explainer(np.ones((1, size)), max_evals=self.max_evals, silent=True)
+        return np.asarray(explanation.values[0], dtype=np.float64)
