@@ -51,9 +51,9 @@ class Recommendation:
     """How the recommendation was made."""
     note: str | None = None
     """Why the recommendation fell back to the best observed trial (``None`` for ``gp``)."""
-    ranking: tuple[int, ...] = ()
-    """Every position, best first: by GP posterior mean (by observed value when ``method`` is
-    ``best-observed``); ``ranking[0] == index``. The candidates of a confirmation phase are its head."""
+    means: tuple[float, ...] = ()
+    """``(n,)`` the GP posterior mean at every config (the observed values when ``method`` is
+    ``best-observed``); ``index`` is its first maximiser. A confirmation phase ranks candidates by it."""
 
 
 def recommend(
@@ -100,8 +100,6 @@ def recommend(
     known = sems is not None and all(s is not None and math.isfinite(s) and s >= 0 for s in sems)
     sem = np.asarray(sems, dtype=np.float64) if known else None  # (n,)
     best = int(np.argmax(y))
-    # A stable sort keeps ties in trial order.
-    by_value = tuple(int(i) for i in np.argsort(-y, kind="stable"))  # (n,)
     x = np.stack([space.to_vector(c) for c in configs])  # (n, D)
 
     def fallback(note: str) -> Recommendation:
@@ -115,7 +113,7 @@ def recommend(
             best_observed_index=best,
             method="best-observed",
             note=note,
-            ranking=by_value,
+            means=tuple(float(v) for v in y),
         )
 
     if n < min_observations:
@@ -133,8 +131,7 @@ def recommend(
         return fallback(f"the GP fit failed: {error}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))):
         return fallback("the GP fit gave a non-finite posterior")
-    ranking = tuple(int(i) for i in np.argsort(-mean, kind="stable"))  # (n,)
-    pick = ranking[0]
+    pick = int(np.argmax(mean))
     return Recommendation(
         config=copy.deepcopy(dict(configs[pick])),
         index=pick,
@@ -143,5 +140,5 @@ def recommend(
         upper=float(mean[pick] + Z_95 * sd[pick]),
         best_observed_index=best,
         method="gp",
-        ranking=ranking,
+        means=tuple(float(v) for v in mean),
     )
