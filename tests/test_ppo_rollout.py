@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,7 @@ from dense_reward.ppo.rollout import (
     mask_after_eos,
     response_logits,
     score_tokens,
+    stop_token_ids,
     token_logprobs,
     tokenize_prompts,
 )
@@ -46,6 +49,65 @@ def test_rollout_token_ids_and_eos_flags() -> None:
     assert rollout.lengths == [3, 4]
     assert rollout.token_ids == [[5, 6, 0], [5, 6, 7, 8]]
     assert rollout.ended_with_eos(0).tolist() == [True, False]
+
+
+def test_any_stop_token_ends_a_response() -> None:
+    response_ids = torch.tensor([[5, 9, 7, 0], [5, 6, 0, 9], [5, 6, 7, 8]])
+    mask = mask_after_eos(response_ids, [0, 9])
+    torch.testing.assert_close(mask, torch.tensor([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0], [1.0] * 4]))
+    rollout = Rollout(
+        query_ids=torch.ones(3, 2, dtype=torch.long),
+        query_mask=torch.ones(3, 2, dtype=torch.long),
+        response_ids=response_ids,
+        response_mask=mask,
+        stop_token_ids=(0, 9),
+    )
+    assert rollout.ended_with_eos().tolist() == [True, True, False]
+    assert rollout.ended_with_eos(0).tolist() == [False, True, False]
+    with pytest.raises(ValueError, match="no stop token ids"):
+        Rollout(rollout.query_ids, rollout.query_mask, response_ids, mask).ended_with_eos()
+
+
+def test_stop_tokens_come_from_the_tokenizer_and_the_generation_config(tiny) -> None:
+    policy, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    config = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=[eos, 17, 3]))
+    assert stop_token_ids(config, tokenizer) == (eos, 17, 3)
+    assert stop_token_ids(SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=17)), tokenizer) == (eos, 17)
+    assert stop_token_ids(SimpleNamespace(), tokenizer) == (eos,)
+    assert stop_token_ids(policy, tokenizer) == (eos,)
+
+
+def test_generation_stops_on_the_generation_config_end_of_turn_token(tiny) -> None:
+    policy, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    end_of_turn = tokenizer.convert_tokens_to_ids(".")
+    assert end_of_turn != eos
+
+    def raise_end_of_turn(module, inputs, logits):
+        # The end-of-turn token at about 10% per token, the tokenizer's EOS never.
+        logits[..., end_of_turn] += 4.0
+        logits[..., eos] -= 1e4
+        return logits
+
+    saved = policy.generation_config.eos_token_id
+    policy.generation_config.eos_token_id = [eos, end_of_turn]
+    handle = policy.lm_head.register_forward_hook(raise_end_of_turn)
+    try:
+        torch.manual_seed(0)
+        rollout = generate(policy, tokenizer, ["Hello there"] * 8, max_new_tokens=12, temperature=1.0)
+    finally:
+        handle.remove()
+        policy.generation_config.eos_token_id = saved
+    assert rollout.stop_token_ids == (eos, end_of_turn)
+    stopped = rollout.ended_with_eos()
+    assert 0 < int(stopped.sum()) < 8
+    for row, n, ended in zip(rollout.response_ids.tolist(), rollout.lengths, stopped.tolist(), strict=True):
+        assert end_of_turn not in row[: n - 1]
+        assert (row[n - 1] == end_of_turn) == ended
+        if n < 12:  # stopped before the length cap: on the end-of-turn token
+            assert ended
+        assert all(token == tokenizer.pad_token_id for token in row[n:])
 
 
 def test_left_padding_does_not_change_logprobs(tiny) -> None:

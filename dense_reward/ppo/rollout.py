@@ -1,8 +1,10 @@
 """Rollout: sample responses with left padding, then score every response token in one forward pass.
 
 A batch is laid out as `[query | response]`: queries are left-padded to a common length `Tq`, responses
-right-padded to `Tr`. A response is the generated tokens up to and including the first EOS; everything
-after it is masked out. Log-probabilities are taken from logits divided by the sampling temperature, as
+right-padded to `Tr`. A response is the generated tokens up to and including the first stop token;
+everything after it is masked out. The stop tokens are the tokenizer's EOS and every EOS id in the
+policy's generation config (chat models often end a turn with a token of their own, e.g. ``<|im_end|>``);
+any of them counts as EOS. Log-probabilities are taken from logits divided by the sampling temperature, as
 the sampler saw them (Huang et al., "The N+ Implementation Details of RLHF with PPO", arXiv 2403.17031),
 with position ids that skip the left padding, so a prompt gets the same log-probabilities whatever else
 shares its batch.
@@ -10,7 +12,7 @@ shares its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ class Rollout:
     ref_logprobs: torch.Tensor | None = None  # (B, Tr) reference log-probs of the same tokens
     values: torch.Tensor | None = None  # (B, Tr) V of the state before each token
     entropy: torch.Tensor | None = None  # (B, Tr) policy entropy at each position
+    stop_token_ids: tuple[int, ...] = ()  # ids that ended a response (see `stop_token_ids`)
 
     @property
     def lengths(self) -> list[int]:
@@ -49,11 +52,32 @@ class Rollout:
         """Response tokens per response, up to and including the first EOS (the reward contract)."""
         return [row[:n] for row, n in zip(self.response_ids.tolist(), self.lengths, strict=True)]
 
-    def ended_with_eos(self, eos_token_id: int) -> torch.Tensor:
-        """`(B,)` bool: the response stopped on EOS rather than at the length cap."""
+    def ended_with_eos(self, eos_token_ids: int | Collection[int] | None = None) -> torch.Tensor:
+        """`(B,)` bool: the response stopped on an EOS (any of `eos_token_ids`, by default the stop
+        tokens it was generated with) rather than at the length cap."""
+        stops = self.stop_token_ids if eos_token_ids is None else as_id_list(eos_token_ids)
+        if not stops:
+            raise ValueError("ended_with_eos: the rollout has no stop token ids; pass eos_token_ids")
         last = (self.response_mask.sum(dim=1).long() - 1).clamp(min=0)  # (B,)
         has_tokens = self.response_mask.sum(dim=1) > 0
-        return has_tokens & (self.response_ids.gather(1, last[:, None]).squeeze(1) == eos_token_id)
+        final = self.response_ids.gather(1, last[:, None]).squeeze(1)  # (B,)
+        return has_tokens & torch.isin(final, torch.tensor(list(stops), device=final.device))
+
+
+def as_id_list(ids: int | Collection[int] | None) -> list[int]:
+    """Token ids as a list: None -> [], an int -> [it] (as `eos_token_id` fields hold either)."""
+    if ids is None:
+        return []
+    if isinstance(ids, int):
+        return [ids]
+    return [int(i) for i in ids]
+
+
+def stop_token_ids(policy, tokenizer) -> tuple[int, ...]:
+    """The ids that end a response: the tokenizer's EOS and every EOS of the policy's generation config."""
+    generation_config = getattr(policy, "generation_config", None)
+    ids = as_id_list(tokenizer.eos_token_id) + as_id_list(getattr(generation_config, "eos_token_id", None))
+    return tuple(dict.fromkeys(ids))
 
 
 def tokenize_prompts(
@@ -71,9 +95,10 @@ def tokenize_prompts(
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
 
-def mask_after_eos(response_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:
-    """`(B, Tr)` float mask that is 1 up to and including the first EOS of each row, 0 after it."""
-    is_eos = (response_ids == eos_token_id).long()  # (B, Tr)
+def mask_after_eos(response_ids: torch.Tensor, eos_token_ids: int | Collection[int]) -> torch.Tensor:
+    """`(B, Tr)` float mask: 1 up to and including the first EOS (any of `eos_token_ids`) of a row, 0 after."""
+    stops = torch.tensor(as_id_list(eos_token_ids), dtype=response_ids.dtype, device=response_ids.device)
+    is_eos = torch.isin(response_ids, stops).long()  # (B, Tr)
     # Tokens strictly after the first EOS have at least one EOS before them.
     eos_before = is_eos.cumsum(dim=1) - is_eos
     return (eos_before == 0).float()
@@ -89,26 +114,30 @@ def generate(
     top_p: float = 1.0,
     greedy: bool = False,
 ) -> Rollout:
-    """Sample one response per prompt (or decode greedily); returns a `Rollout` without scores."""
+    """Sample one response per prompt (or decode greedily); returns a `Rollout` without scores.
+
+    Generation stops on any of `stop_token_ids(policy, tokenizer)`.
+    """
     device = next(policy.parameters()).device
     query_ids, query_mask = tokenize_prompts(tokenizer, prompts, device)
+    stops = stop_token_ids(policy, tokenizer)
     generation_config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=not greedy,
         temperature=temperature if not greedy else None,
         top_k=0 if not greedy else None,
         top_p=top_p if not greedy else None,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=list(stops) or None,
         pad_token_id=tokenizer.pad_token_id,
     )
     sequences = policy.generate(
         input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config
     )  # (B, Tq + Tr)
     response_ids = sequences[:, query_ids.shape[1] :]
-    response_mask = mask_after_eos(response_ids, tokenizer.eos_token_id)
+    response_mask = mask_after_eos(response_ids, stops)
     # Whatever follows the first EOS is replaced by padding so it can never leak into a forward pass.
     response_ids = torch.where(response_mask.bool(), response_ids, tokenizer.pad_token_id)
-    return Rollout(query_ids, query_mask, response_ids, response_mask)
+    return Rollout(query_ids, query_mask, response_ids, response_mask, stop_token_ids=stops)
 
 
 def sequence_inputs(

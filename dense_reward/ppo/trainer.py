@@ -290,7 +290,7 @@ resumed trainer continues on the streams it was saved with.
         dense = dense_reward_tensor(output.dense, output.scores, rollout.lengths, mask)  # (B, Tr)
         kl = kl_per_token(rollout.logprobs, rollout.ref_logprobs, self.args.kl_estimator) * mask  # (B, Tr)
         rewards = dense - self.args.kl_coef * kl
-        no_eos = ~rollout.ended_with_eos(self.tokenizer.eos_token_id)  # (B,)
+        no_eos = ~rollout.ended_with_eos()  # (B,) on any of its stop tokens
         if self.args.missing_eos_penalty is not None:
             last = (mask.sum(dim=1).long() - 1)[:, None]  # (B, 1)
             penalty = self.args.missing_eos_penalty * no_eos.float()[:, None]
