@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 from rich.console import Console
@@ -13,6 +13,9 @@ from tune_jobs.config import METRIC
 from tune_jobs.results import SEM, Recommended, SweepResults, TrialRow
 from tune_jobs.rundir import SweepManifest
 from tune_jobs.search.space import WEIGHTS_KEY
+
+if TYPE_CHECKING:
+    from tune_jobs.confirm import Confirmation, Interval
 
 SPARSE = "sparse"
 
@@ -117,14 +120,19 @@ def print_answer(console: Console, results: SweepResults) -> bool:
     return True
 
 
-def print_summary(console: Console, results: SweepResults, manifest: SweepManifest) -> bool:
-    """The trial table, best observed and recommended, their checkpoints and the MLflow command.
+def print_summary(
+    console: Console, results: SweepResults, manifest: SweepManifest, confirmation: Confirmation | None = None
+) -> bool:
+    """The trial table, best observed and recommended, the confirmation phase (when it ran), their
+    checkpoints and the MLflow command.
 
     Returns False when no trial has reported val_reward yet.
     """
     console.print(render_table(results))
     if not print_answer(console, results):
         return False
+    if confirmation is not None:
+        print_confirmation(console, confirmation)
     best, recommended = results.best, results.recommended_trial
     console.print(f"best observed checkpoint: {best.best_checkpoint}")
     if recommended is not None:
@@ -134,6 +142,71 @@ def print_summary(console: Console, results: SweepResults, manifest: SweepManife
     if unfinished:
         console.print(f"[yellow]trials not finished: {unfinished}[/yellow]")
     return True
+
+
+def ci_text(interval: Interval | None, signed: bool = False) -> str:
+    """``0.4512 [0.4301, 0.4723]`` (``+0.0120 [...]`` when `signed`); the mean alone below 2 values, ``-`` for none."""
+    if interval is None:
+        return "-"
+    fmt = "+.4f" if signed else ".4f"
+    if interval.lower is None or interval.upper is None:
+        return f"{interval.mean:{fmt}}"
+    return f"{interval.mean:{fmt}} [{interval.lower:{fmt}}, {interval.upper:{fmt}}]"
+
+
+def render_confirmation(confirmation: Confirmation) -> Table:
+    """One row per re-run point: weights, knobs, GP mean from the search, mean val_reward over the fresh seeds
+    with its 95% CI, the paired difference to the sparse-only baseline with its CI, and the verdict."""
+    from tune_jobs.confirm import LEVEL
+
+    points = [*confirmation.candidates, confirmation.baseline]
+    sources = list(confirmation.baseline.weights)
+    knob_names = sorted({k for point in points for k in point.knobs})
+    table = Table(
+        title=f"confirmation: {len(confirmation.seeds)} fresh seeds {confirmation.seeds}, the same for every point",
+        caption=f"intervals: {LEVEL:.0%} t-intervals over seeds; difference = point - baseline at the same seed",
+    )
+    table.add_column("point")
+    table.add_column("search trial")
+    for source in sources:
+        table.add_column(f"w_{source}", justify="right")
+    for knob in knob_names:
+        table.add_column(knob, justify="right")
+    table.add_column("GP mean (search)", justify="right")
+    table.add_column(f"val_reward mean [{LEVEL:.0%} CI]", justify="right")
+    table.add_column("difference to baseline", justify="right")
+    table.add_column("verdict")
+    for point in points:
+        baseline = point is confirmation.baseline
+        table.add_row(
+            point.label,
+            point.trial_id or "-",
+            *[f"{point.weights[s]:.3f}" for s in sources],
+            *[f"{point.knobs.get(k, float('nan')):.4g}" for k in knob_names],
+            value_text(point.posterior_mean),
+            f"{ci_text(point.mean)}  n={len(point.values)}",
+            "-" if baseline else ci_text(point.difference, signed=True),
+            "baseline" if baseline else point.verdict,
+        )
+    return table
+
+
+def print_confirmation(console: Console, confirmation: Confirmation) -> None:
+    """The confirmation table and one plain sentence: which candidate beats the baseline beyond noise, or none."""
+    if confirmation.candidates:
+        console.print(render_confirmation(confirmation))
+    winner = confirmation.winner
+    console.print(f"confirmation: {confirmation.summary()}", style=None if winner else "yellow", markup=False)
+    if winner is not None:
+        console.print(
+            f"confirmed:     weights {weights_text(winner.weights)} (search trial {winner.trial_id})"
+            + knobs_text(winner.knobs),
+            markup=False,
+        )
+    if confirmation.retired_runs:
+        console.print(
+            f"MLflow runs of re-runs lost in the crash (rerun as new trials, soft-deleted): {confirmation.retired_runs}"
+        )
 
 
 def print_comparison(console: Console, results: SweepResults) -> None:

@@ -29,6 +29,7 @@ from dense_reward.config import ConfigError
 from dense_reward.errors import UserError
 from tune_jobs import tracking
 from tune_jobs.config import METRIC, MODE, SweepConfig
+from tune_jobs.confirm import Confirmation, check_config, run_confirmation
 from tune_jobs.plots import convergence_plot, weights_plot
 from tune_jobs.results import SweepResults, load_results, write_csv
 from tune_jobs.rundir import (
@@ -54,6 +55,7 @@ def preflight(config: SweepConfig) -> None:
     from tune_jobs.search import make_searcher
 
     make_searcher(config)
+    check_config(config)
     resolve_model_path(config.models.policy.path, "models.policy.path")
     resolve_model_path(config.models.reward.path, "models.reward.path")
     if config.models.reference is not None:
@@ -91,12 +93,14 @@ def init_ray(address: str | None) -> None:
 
 @dataclass
 class SweepOutcome:
-    """What `run_sweep` returns: the manifest and the final results table."""
+    """What `run_sweep` returns: the manifest, the final results table and the confirmation outcome."""
 
     manifest: SweepManifest
     results: SweepResults
     retired_runs: list[str] = field(default_factory=list)
     """MLflow runs of trials lost in a driver crash, soft-deleted on resume (see `retire_lost_trials`)."""
+    confirmation: Confirmation | None = None
+    """The confirmation phase (`search.confirm_top_k` > 0), else None."""
 
 
 def prepare(
@@ -168,13 +172,18 @@ def prepare(
     return config, manifest, bool(resume and Tuner.can_restore(manifest.experiment_path))
 
 
-def make_trainable(config: SweepConfig, manifest: SweepManifest) -> Any:
-    """`train_trial` with the shared setup bound and the trial's resources attached."""
+def make_trainable(
+    config: SweepConfig, manifest: SweepManifest, target: tracking.TrackingTarget | None = None
+) -> Any:
+    """`train_trial` with the shared setup bound and the trial's resources attached.
+
+    Trials log under `target` (default: the sweep's parent run; the confirmation run for re-runs).
+    """
     from ray import tune
 
     setup = TrialSetup(
         config=manifest.config,
-        tracking=manifest.tracking_target,
+        tracking=target or manifest.tracking_target,
         fault=FaultHook.from_env(),
         env={k: os.environ[k] for k in ("DENSE_REWARD_CACHE",) if k in os.environ},
     )
@@ -253,6 +262,9 @@ def run_sweep(
             their last checkpoint, the searcher continues where it stopped).
         callbacks: extra Ray Tune callbacks (e.g. the live trial table).
         on_ready: called with the manifest once the checks passed, before Ray starts.
+
+    With ``search.confirm_top_k`` > 0, the confirmation phase (:mod:`tune_jobs.confirm`) follows the
+    search, and resumes with it.
     """
     config, manifest, restore = prepare(config, run_dir, resume)
     retired = retire_lost_trials(manifest) if resume else []
@@ -262,15 +274,28 @@ def run_sweep(
     # Ray snapshots the experiment after every kept checkpoint and warns that this is frequent;
     # with short trials it is, by design.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    callbacks = [*(callbacks or []), TrialStatusCallback(manifest.tracking_target, config.ppo.epochs)]
-    tuner = build_tuner(config, manifest, callbacks, restore)
+    callbacks = list(callbacks or [])
+    status = TrialStatusCallback(manifest.tracking_target, config.ppo.epochs)
+    tuner = build_tuner(config, manifest, [*callbacks, status], restore)
     try:
         tuner.fit()
     except KeyboardInterrupt:
         tracking.end_run(manifest.tracking_uri, manifest.parent_run_id, "KILLED")
         raise
     results = finish_sweep(manifest)
-    return SweepOutcome(manifest=manifest, results=results, retired_runs=retired)
+    confirmation = None
+    if config.search.confirm_top_k:
+        confirmation = run_confirmation(
+            config,
+            manifest,
+            results,
+            lambda target: (
+                make_trainable(config, manifest, target),
+                TrialStatusCallback(target, config.ppo.epochs),
+            ),
+            callbacks,
+        )
+    return SweepOutcome(manifest=manifest, results=results, retired_runs=retired, confirmation=confirmation)
 
 
 def finish_sweep(manifest: SweepManifest) -> SweepResults:

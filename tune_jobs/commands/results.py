@@ -1,4 +1,5 @@
-"""`dense-reward results RUN [--json]`: the trial table, the best observed trial and the recommended weights."""
+"""`dense-reward results RUN [--json]`: the trial table, the best observed trial, the recommended weights
+and the confirmation phase."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tune_jobs.confirm import load_confirmation
     from tune_jobs.console import console, print_summary
     from tune_jobs.results import load_results
     from tune_jobs.rundir import resolve_run
 
     manifest = resolve_run(args.run)
     results = load_results(manifest)
+    confirmation = load_confirmation(manifest)
     if args.json:
-        print(json.dumps(results.to_dict(), indent=2))
+        summary = {**results.to_dict(), "confirmation": confirmation.to_dict() if confirmation else None}
+        print(json.dumps(summary, indent=2))
         return 0
-    print_summary(console(), results, manifest)
+    print_summary(console(), results, manifest, confirmation)
     return 0

@@ -104,4 +104,4 @@ def sweep_and_summarise(
         out.print(
             f"MLflow runs of trials lost in the crash (rerun as new trials, soft-deleted): {outcome.retired_runs}"
         )
-    return (0 if print_summary(out, outcome.results, outcome.manifest) else 1), outcome
+    return (0 if print_summary(out, outcome.results, outcome.manifest, outcome.confirmation) else 1), outcome

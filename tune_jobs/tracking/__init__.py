@@ -13,10 +13,12 @@ used, so several trials in one process cannot mix their runs.
 
 from tune_jobs.tracking.runs import (
     CONFIG_ARTIFACT,
+    CONFIRMATION,
     KEY_PARAMS,
     TAG_CHECKPOINT,
     TAG_EARLY_STOPPED,
     TAG_NODE,
+    TAG_PHASE,
     TAG_RAY_NODE_ID,
     TAG_REGISTERED_MODEL,
     TAG_RUN_DIR,
@@ -28,9 +30,11 @@ from tune_jobs.tracking.runs import (
     fail_trial,
     key_params,
     log_sweep_outcome,
+    open_confirmation_run,
     retire_unknown_trials,
     start_sweep_run,
     tag_checkpoint,
+    tag_trial,
 )
 from tune_jobs.tracking.store import (
     MAX_PARAM_CHARS,
@@ -54,12 +58,14 @@ from tune_jobs.tracking.store import (
 
 __all__ = [
     "CONFIG_ARTIFACT",
+    "CONFIRMATION",
     "KEY_PARAMS",
     "MAX_PARAM_CHARS",
     "TAG_CHECKPOINT",
     "TAG_EARLY_STOPPED",
     "TAG_KIND",
     "TAG_NODE",
+    "TAG_PHASE",
     "TAG_RAY_NODE_ID",
     "TAG_REGISTERED_MODEL",
     "TAG_RUN_DIR",
@@ -85,8 +91,10 @@ __all__ = [
     "log_params",
     "log_sweep_outcome",
     "log_tags",
+    "open_confirmation_run",
     "retire_unknown_trials",
     "start_sweep_run",
     "tag_checkpoint",
+    "tag_trial",
     "tracking_uri_for",
 ]

@@ -47,6 +47,9 @@ TAG_RAY_NODE_ID = "ray_node_id"
 TAG_SUPERSEDED = "dense_reward.superseded"
 TAG_EARLY_STOPPED = "early_stopped"
 TAG_REGISTERED_MODEL = "registered_model"
+TAG_PHASE = "dense_reward.phase"
+"""``confirmation`` on the confirmation run and on each of its trials' runs."""
+CONFIRMATION = "confirmation"
 CONFIG_ARTIFACT = "config.yaml"
 """The sweep's whole config, as an artifact of the parent run."""
 KEY_PARAMS = tuple(
@@ -181,6 +184,27 @@ def retire_unknown_trials(target: TrackingTarget, known: set[str], reason: str) 
         client.set_terminated(run_id, status="KILLED")
         client.delete_run(run_id)
     return lost
+
+
+def open_confirmation_run(target: TrackingTarget, name: str) -> TrackingTarget:
+    """The sweep's confirmation run (a child of the sweep run, found again on resume), set RUNNING.
+
+    Returns the target its trials log under: their child runs nest in the confirmation run, so the
+    sweep's own trial runs (and `retire_unknown_trials` on them) never mix with the re-runs.
+    """
+    client = MlflowClient(tracking_uri=target.uri)
+    run_id = open_child(client, target.experiment_id, target.parent_run_id, CONFIRMATION, CONFIRMATION, name)
+    client.set_tag(run_id, TAG_PHASE, CONFIRMATION)
+    return TrackingTarget(target.uri, target.experiment_id, run_id)
+
+
+def tag_trial(target: TrackingTarget, trial_id: str, tags: Mapping[str, str]) -> bool:
+    """Set tags on a trial's child run; False when the trial has no run yet."""
+    client, run_id = _trial_child(target, trial_id)
+    if run_id is None:
+        return False
+    log_tags(client, run_id, tags)
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
