@@ -11,15 +11,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.base import ExplanationError
 from dense_reward.attribution.batching import Scorer
 from dense_reward.attribution.perturbation import Features, feature_groups
 from dense_reward.attribution.shap_source import contiguous_tree
-from dense_reward.config import ModelSpec, RewardModelSpec
+from dense_reward.config import ModelSpec, RewardModelSpec, ShapingConfig
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
+from dense_reward.shaping import NORMALIZERS, DenseReward, shape
 from dense_reward.simplex import SOURCES
 from tests.test_attribution import AdditiveRewardModel, word_level_tokenizer
 from tests.test_reward_model import tiny_causal_reward_model
@@ -260,3 +263,42 @@ def test_contiguous_tree_is_a_balanced_linkage() -> None:
         assert left < 5 + row and right < 5 + row
         size = [1 if int(c) < 5 else tree[int(c) - 5, 3] for c in (left, right)]
         assert sum(size) == count
+
+
+# --------------------------------------------------------------------------------------------------
+# property: any unicode response, every source, every normaliser
+# --------------------------------------------------------------------------------------------------
+
+AWKWARD = list("👍🙏🏽谢好日本é") + ["e\u0301", "\u200d", "\u0301", " ", "\n", "\t", "\x00", "\ufeff", "ﬁ", "İ"]
+PIECE = st.one_of(st.characters(codec="utf-8", exclude_categories=("Cs",)), st.sampled_from(AWKWARD))
+REPLIES = st.lists(st.lists(PIECE, max_size=10).map("".join), min_size=1, max_size=3)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(replies=REPLIES, kind=st.sampled_from(["encoder", "causal"]), normalize=st.sampled_from(NORMALIZERS))
+@example(replies=["", "a", "👍谢谢"], kind="causal", normalize="signed")
+@example(replies=["e\u0301\u0301", " 好"], kind="encoder", normalize="softmax")
+def test_any_unicode_reply_through_every_source_and_normaliser(
+    reward_models, policy_tokenizer, replies: list[str], kind: str, normalize: str
+) -> None:
+    reward_model = reward_models[kind]
+    eos = policy_tokenizer.eos_token_id
+    token_ids = [policy_tokenizer.encode(reply)[:16] + [eos] for reply in replies]
+    shaping = ShapingConfig(
+        sources=list(SOURCES), normalize=normalize, shap={"max_evals": 8}, lime={"num_samples": 8}
+    )
+    weights = {source: 1.0 / len(SOURCES) for source in SOURCES}
+    reward = DenseReward(reward_model, policy_tokenizer, shaping, weights, skip_zero_weight=False)
+    out = reward([f"Prompt {i}" for i in range(len(replies))], token_ids)
+    assert set(out.attributions) == set(SOURCES)
+    for credits in out.attributions.values():
+        for ids, credit in zip(token_ids, credits, strict=True):
+            assert credit.shape == (len(ids),)
+            assert np.all(np.isfinite(credit))
+    for ids, dense, r in zip(token_ids, out.dense, out.scores, strict=True):
+        assert dense.shape == (len(ids),)
+        assert dense.sum() == pytest.approx(r, abs=1e-6)
+    # The shaped reward is the mix of the sources, each conserving r on its own.
+    again = shape(out.attributions, weights, out.scores, normalize, shaping.tau)
+    for a, b in zip(again, out.dense, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)

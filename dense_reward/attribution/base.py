@@ -28,7 +28,8 @@ class ExplanationError(UserError):
 
     def __init__(self, source: str, sample: int | None, response: str, error: BaseException) -> None:
         where = f"sample {sample} ({response[:60]!r})" if sample is not None else "the batch (each sample alone works)"
-        super().__init__(f"shaping: source {source!r} failed on {where}: {type(error).__name__}: {error}")
+        first_line = next(iter(str(error).splitlines()), "")
+        super().__init__(f"shaping: source {source!r} failed on {where}: {type(error).__name__}: {first_line}")
         self.source = source
         self.sample = sample
 
