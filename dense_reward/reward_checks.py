@@ -17,11 +17,14 @@ UNLIMITED_LENGTH = 10**7
 """Tokenizers without a length limit report a huge ``model_max_length`` (about 1e30); anything above this is none."""
 
 
-def position_limit(model: torch.nn.Module, tokenizer) -> int | None:
-    """The longest input the model takes: its ``max_position_embeddings`` (GPT-2's ``n_positions``) and
-    the tokenizer's ``model_max_length``, whichever is smaller; None when neither says."""
+def position_limit(config: object, tokenizer) -> int | None:
+    """The longest input a model takes: its config's ``max_position_embeddings`` (GPT-2's ``n_positions``)
+    and the tokenizer's ``model_max_length``, whichever is smaller; None when neither says.
+
+    Needs only the config (e.g. ``AutoConfig.from_pretrained``), so a check before loading weights can use it.
+    """
     limits = []
-    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         limits.append(positions)
     # RoBERTa-style models have two positions fewer than max_position_embeddings; their tokenizer says so.
@@ -36,7 +39,7 @@ def capped_max_length(model: torch.nn.Module, tokenizer, spec: RewardModelSpec) 
 
     Longer inputs would index past the position embeddings in the middle of a forward.
     """
-    limit = position_limit(model, tokenizer)
+    limit = position_limit(getattr(model, "config", None), tokenizer)
     if limit is None or spec.max_length <= limit:
         return spec.max_length
     warnings.warn(

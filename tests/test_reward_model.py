@@ -222,10 +222,11 @@ def test_position_limit_takes_the_tokenizer_limit_too(reward_model: RewardModel)
     from dense_reward.reward_checks import position_limit
 
     # RoBERTa-style: 514 position embeddings, 512 usable, as its tokenizer says.
-    roberta = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=514))
+    roberta = SimpleNamespace(max_position_embeddings=514)
     assert position_limit(roberta, SimpleNamespace(model_max_length=512)) == 512
     assert position_limit(roberta, SimpleNamespace(model_max_length=int(1e30))) == 514
-    assert position_limit(SimpleNamespace(), SimpleNamespace()) is None
+    assert position_limit(None, SimpleNamespace()) is None
+    assert position_limit(reward_model.model.config, reward_model.tokenizer) == 512
 
 
 # --------------------------------------------------------------------------------------------------
