@@ -11,19 +11,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+from ray.tune import ExperimentAnalysis
 from ray.tune.search import Searcher
+from ray_fixtures import ray_local  # noqa: F401
 from rich.console import Console
 from scipy import stats
 
 from dense_reward.config import ConfigError
+from dense_reward.ppo.checkpoint import FILES as CHECKPOINT_FILES
+from dense_reward.run import RUN_STATE_FILE, read_run_state
 from tests.conftest import TINY_CONFIG
+from tune_jobs import tracking
+from tune_jobs.cli import main
 from tune_jobs.config import SweepConfig, load_sweep_config
 from tune_jobs.confirm import (
     BASELINE_LABEL,
@@ -33,13 +48,17 @@ from tune_jobs.confirm import (
     FixedListSearcher,
     Rerun,
     check_config,
+    experiment_path,
     fresh_seeds,
+    load_confirmation,
     make_plan,
     summarise,
     t_interval,
 )
 from tune_jobs.console import print_confirmation
 from tune_jobs.results import SweepResults, TrialRow
+from tune_jobs.rundir import SweepManifest, read_manifest
+from tune_jobs.sweep import run_sweep
 
 SOURCES = ["sparse", "attention"]
 
@@ -248,3 +267,202 @@ def test_fixed_list_searcher_hands_out_its_list_once_and_resumes_from_json(tmp_p
 # --------------------------------------------------------------------------------------------------
 # on a real local Ray
 # --------------------------------------------------------------------------------------------------
+
+
+def confirm_overrides(name: str) -> dict[str, object]:
+    """Two search trials (the sparse start point and one more), then one candidate and the baseline at 2 seeds."""
+    return {
+        "name": name,
+        "shaping.sources": SOURCES,
+        "evaluation.heatmap_samples": 0,
+        "search.trials": 2,
+        "search.confirm_top_k": 1,
+        "search.confirm_seeds": 2,
+    }
+
+
+def runs_by_kind(client: MlflowClient, experiment_id: str) -> dict[str, list]:
+    kinds: dict[str, list] = {}
+    for run in client.search_runs([experiment_id], run_view_type=ViewType.ALL):
+        kinds.setdefault(run.data.tags.get(tracking.TAG_KIND, "?"), []).append(run)
+    return kinds
+
+
+def confirm_trials(manifest: SweepManifest) -> list:
+    analysis = ExperimentAnalysis(experiment_path(manifest), default_metric="val_reward", default_mode="max")
+    return analysis.trials
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_confirmation_reruns_top_k_and_baseline_with_fresh_seeds(
+    ray_local: None,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = small_config(**confirm_overrides("confirm"))
+    run_dir = tmp_path / "confirm"
+    outcome = run_sweep(config, run_dir=run_dir)
+    manifest, results, confirmation = outcome.manifest, outcome.results, outcome.confirmation
+
+    # The plan: the best non-baseline point by GP mean, the baseline, 2 seeds the search never used.
+    plan = ConfirmationPlan.load(run_dir / PLAN_FILE)
+    search_point = next(r for r in results.trials if r.weights["sparse"] < 1.0)
+    assert [c.trial_id for c in plan.candidates] == [search_point.trial_id]
+    assert len(plan.seeds) == 2 and not set(plan.seeds) & {config.seed, config.ppo.seed}
+
+    # Ray ran each point at each seed, every epoch, and each run used its seed.
+    trials = confirm_trials(manifest)
+    assert len(trials) == 4
+    assert all(t.status == "TERMINATED" and t.last_result["epoch"] == 2 for t in trials)
+    assert sorted((plan.locate(t.config).label, plan.locate(t.config).seed) for t in trials) == sorted(
+        (label, seed) for label in ("#1", BASELINE_LABEL) for seed in plan.seeds
+    )
+    for trial in trials:
+        checkpoint = trial.checkpoint.path
+        assert read_run_state(checkpoint)["seed"] == trial.config["seed"]
+    assert confirmation is not None and confirmation.complete and confirmation.finished == 4
+    assert set(confirmation.candidates[0].values) == set(plan.seeds)
+    assert confirmation.candidates[0].difference.n == 2
+
+    # MLflow: one run per search trial and per re-run, the re-runs nested in one confirmation run.
+    client = MlflowClient(tracking_uri=manifest.tracking_uri)
+    kinds = runs_by_kind(client, manifest.experiment_id)
+    assert {k: len(v) for k, v in kinds.items()} == {"sweep": 1, "trial": 6, "confirmation": 1}
+    confirm_run = kinds["confirmation"][0]
+    assert confirm_run.info.status == "FINISHED"
+    assert confirm_run.data.tags["summary"] == confirmation.summary()
+    reruns = tracking.child_runs(client, manifest.experiment_id, confirm_run.info.run_id)
+    assert sorted(r.data.tags[tracking.TAG_TRIAL_ID] for r in reruns) == sorted(t.trial_id for t in trials)
+    for rerun in reruns:
+        assert rerun.info.status == "FINISHED"
+        assert rerun.data.tags[tracking.TAG_PHASE] == tracking.CONFIRMATION
+        assert rerun.data.tags["candidate"] in ("#1", BASELINE_LABEL)
+        assert rerun.data.params["seed"] == rerun.data.tags["seed"]
+        assert int(rerun.data.tags["seed"]) in plan.seeds
+        assert sorted(m.step for m in client.get_metric_history(rerun.info.run_id, "val_reward")) == [1, 2]
+    searched = tracking.child_runs(client, manifest.experiment_id, manifest.parent_run_id)
+    assert sorted(r.data.tags[tracking.TAG_TRIAL_ID] for r in searched) == sorted(
+        r.trial_id for r in results.trials
+    )
+
+    # `results` shows it, as text and as JSON.
+    assert main(["results", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    assert "confirmation: 2 fresh seeds" in printed
+    assert f"confirmation: {confirmation.summary()}" in printed
+    assert main(["results", str(run_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["confirmation"]["summary"] == confirmation.summary()
+    assert data["confirmation"]["seeds"] == plan.seeds
+
+    # Resuming a finished sweep reruns nothing and logs no new run.
+    again = run_sweep(config, run_dir=run_dir, resume=True)
+    assert again.confirmation.to_dict() == confirmation.to_dict()
+    assert sorted(t.trial_id for t in confirm_trials(manifest)) == sorted(t.trial_id for t in trials)
+    assert {k: len(v) for k, v in runs_by_kind(client, manifest.experiment_id).items()} == {
+        "sweep": 1,
+        "trial": 6,
+        "confirmation": 1,
+    }
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tune_jobs.cli", *args]
+
+
+def complete_checkpoints(folder: Path, name: str) -> list[Path]:
+    """Trial folders under `folder` whose checkpoint `name` holds every file a run saves."""
+    files = {RUN_STATE_FILE, *CHECKPOINT_FILES}
+    return [
+        trial
+        for trial in sorted(folder.glob("trial_*"))
+        if (trial / name).is_dir() and files <= {p.name for p in (trial / name).iterdir()}
+    ]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    for dotted, value in {**confirm_overrides("crash"), "search.max_concurrent": 1}.items():
+        section, _, key = dotted.rpartition(".")
+        (data.setdefault(section, {}) if section else data)[key] = value
+    config_path = tmp_path / "crash.yaml"
+    config_path.write_text(yaml.safe_dump(data))
+    run_dir = tmp_path / "crash"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"
+    # Ray records its experiment at every step here, so the re-run in flight at the kill is in its record;
+    # what happens when the record lags is tests/test_trial_resume.py's subject.
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
+    log = (tmp_path / "driver.log").open("w")
+    driver = subprocess.Popen(
+        cli("sweep", str(config_path), "--run-dir", str(run_dir)),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        # One re-run at a time: the kill comes when the second re-run has saved its first epoch.
+        deadline = time.monotonic() + 700
+        while len(complete_checkpoints(run_dir / "confirm", "checkpoint_000000")) < 2:
+            assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no second re-run checkpoint in time"
+            time.sleep(0.05)
+    finally:
+        # The driver and its private Ray (same process group) die at once.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+        log.close()
+
+    manifest = read_manifest(run_dir)
+    plan = ConfirmationPlan.load(run_dir / PLAN_FILE)
+    client = MlflowClient(tracking_uri=manifest.tracking_uri)
+    confirm_run = runs_by_kind(client, manifest.experiment_id)["confirmation"][0]
+    before = {
+        r.data.tags[tracking.TAG_TRIAL_ID]: r
+        for r in tracking.child_runs(client, manifest.experiment_id, confirm_run.info.run_id)
+    }
+    finished_before = {trial_id for trial_id, r in before.items() if r.info.status == "FINISHED"}
+    assert len(before) == 2 and len(finished_before) == 1
+    in_flight = (set(before) - finished_before).pop()
+
+    resumed = subprocess.run(
+        cli("sweep", "--resume", "--run-dir", str(run_dir)),
+        env={k: v for k, v in env.items() if k != "TUNE_GLOBAL_CHECKPOINT_S"},
+        capture_output=True,
+        text=True,
+        timeout=700,
+        start_new_session=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "confirmation: " in resumed.stdout
+
+    # The plan was kept; every re-run ran every epoch, once.
+    assert ConfirmationPlan.load(run_dir / PLAN_FILE) == plan
+    trials = {t.trial_id: t for t in confirm_trials(manifest)}
+    assert len(trials) == 4 and all(
+        t.status == "TERMINATED" and t.last_result["epoch"] == 2 for t in trials.values()
+    )
+    assert sorted(plan.locate(t.config).seed for t in trials.values()) == sorted(plan.seeds * 2)
+    # The unfinished re-run continued from its epoch-1 checkpoint; the others started from scratch.
+    assert trials[in_flight].last_result["resumed_from_epoch"] == 1
+    assert all(t.last_result["resumed_from_epoch"] == 0 for i, t in trials.items() if i != in_flight)
+    outcome = load_confirmation(manifest)
+    assert outcome.complete and outcome.finished == 4
+
+    # No duplicate MLflow run: one confirmation run, one run per re-run, the finished one untouched.
+    kinds = runs_by_kind(client, manifest.experiment_id)
+    assert {k: len(v) for k, v in kinds.items()} == {"sweep": 1, "trial": 6, "confirmation": 1}
+    assert kinds["confirmation"][0].info.run_id == confirm_run.info.run_id
+    reruns = tracking.child_runs(client, manifest.experiment_id, confirm_run.info.run_id)
+    assert sorted(r.data.tags[tracking.TAG_TRIAL_ID] for r in reruns) == sorted(trials)
+    for rerun in reruns:
+        assert rerun.info.status == "FINISHED"
+        assert sorted(m.step for m in client.get_metric_history(rerun.info.run_id, "val_reward")) == [1, 2]
+        trial_id = rerun.data.tags[tracking.TAG_TRIAL_ID]
+        if trial_id in finished_before:
+            assert rerun.info.end_time == before[trial_id].info.end_time

@@ -164,7 +164,8 @@ def render_confirmation(confirmation: Confirmation) -> Table:
     knob_names = sorted({k for point in points for k in point.knobs})
     table = Table(
         title=f"confirmation: {len(confirmation.seeds)} fresh seeds {confirmation.seeds}, the same for every point",
-        caption=f"intervals: {LEVEL:.0%} t-intervals over seeds; difference = point - baseline at the same seed",
+        caption=f"intervals: {LEVEL:.0%} t-intervals over seeds; difference = point - baseline at the same seed; "
+        "search estimate = GP posterior mean (the observed value when the search had too few trials for a GP)",
     )
     table.add_column("point")
     table.add_column("search trial")
@@ -172,7 +173,7 @@ def render_confirmation(confirmation: Confirmation) -> Table:
         table.add_column(f"w_{source}", justify="right")
     for knob in knob_names:
         table.add_column(knob, justify="right")
-    table.add_column("GP mean (search)", justify="right")
+    table.add_column("search estimate", justify="right")
     table.add_column(f"val_reward mean [{LEVEL:.0%} CI]", justify="right")
     table.add_column("difference to baseline", justify="right")
     table.add_column("verdict")
