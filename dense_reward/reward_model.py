@@ -97,7 +97,11 @@ class RewardModel:
         # race with other threads encoding at the same time.
         self._plain_tokenizer = copy.deepcopy(tokenizer)
         self._plain_tokenizer.split_special_tokens = True
-        self._special_ids = frozenset(tokenizer.all_special_ids)
+        self._special_text = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens, strict=True))
+        self._special_text.update(
+            (index, token.content) for index, token in tokenizer.added_tokens_decoder.items() if token.special
+        )
+        """Special token id -> its text, to tell a parsed control token from e.g. [UNK] for an unknown character."""
         self.uses_chat_template = bool(spec.use_chat_template and getattr(tokenizer, "chat_template", None))
         self.forward_calls = 0
         """Model forwards run so far (each on up to ``spec.batch_size`` sequences)."""
@@ -142,7 +146,7 @@ class RewardModel:
         return rendered[:start] + response + rendered[start + len(_SENTINEL) :], start
 
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[RMInput]:
-        """Tokenise pairs, locate the response tokens and truncate to ``spec.max_length``."""
+        """Tokenise pairs (responses as plain text), locate the response tokens and truncate to `max_length`."""
         if len(prompts) != len(responses):
             raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
@@ -172,7 +176,7 @@ class RewardModel:
         """
         end = start + length
         inside = [i for i, (s, e) in enumerate(offsets) if e > s and e > start and s < end]
-        if not any(ids[i] in self._special_ids for i in inside):
+        if not any(self._special_text.get(ids[i]) == text[offsets[i][0] : offsets[i][1]] for i in inside):
             return ids, offsets
         first, last = inside[0], inside[-1] + 1
         piece_start, piece_end = min(start, offsets[first][0]), max(end, offsets[last - 1][1])
