@@ -15,9 +15,9 @@ from dense_reward.attribution.align import (
     overlap_matrix,
     policy_token_offsets,
 )
+from dense_reward.builtin.tiny import WORDS
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.models import load_tokenizer
-from dense_reward.builtin.tiny import WORDS
 
 
 @cache
