@@ -18,7 +18,7 @@ COMMANDS: dict[str, str] = {
     "submit": "submit a sweep to a Ray cluster through the Ray Jobs API",
     "jobs": "list or stop jobs on a Ray cluster",
     "results": "show the trial table and the best trial of a sweep",
-    "final": "resume the best trial's checkpoint and train on the full training set",
+    "final": "train the recommended (or confirmed, or best observed) trial on from its checkpoint",
     "explain": "show per-token rewards of one response, per source and mixed",
     "ui": "open the MLflow UI on a sweep's tracking store",
     "demo": "build the offline demo kit and run the demo sweep",

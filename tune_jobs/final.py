@@ -1,12 +1,15 @@
 """Final training: resume a trial's best checkpoint with its weights and train on for N steps.
 
-The trial is the sweep's recommended one by default (see `tune_jobs.results`), or the best observed.
+Which trial (:func:`choose_trial`): the sweep's *recommended* one by default (the GP posterior-mean
+maximiser among evaluated points, see `tune_jobs.results`); when the confirmation phase ran to the end
+and a candidate beat the sparse-only baseline beyond noise, that confirmed candidate instead; the best
+observed trial with ``best_observed``. The choice and its reason are logged and returned.
 
 The policy continues from the checkpoint (weights, optimizer moments, RNG) with a fresh learning-rate
-schedule over the new steps, on batches drawn from the whole training split. The run is logged as
-the `final` child of the sweep's MLflow run; the policy is saved as a Hugging Face folder
-(safetensors; LoRA adapters merged when asked) and registered in the MLflow model registry, from the
-run's artifacts (`client.create_model_version`, which works offline with a sqlite store).
+schedule over the new steps, on batches drawn from the whole training split. Every call is its own
+`final` child run of the sweep's MLflow run, writes its own folder (default
+``<run dir>/final/<MLflow run id>``) and registers its own model version, whose source is that run's
+artifacts (so version N always holds the model of run N).
 """
 
 from __future__ import annotations
@@ -14,19 +17,32 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from mlflow.entities import Metric
 from ray.tune import Checkpoint
 
 from dense_reward.errors import UserError
 from dense_reward.run import RUN_STATE_FILE, Run
 from tune_jobs import tracking
-from tune_jobs.results import TrialRow, load_results
+from tune_jobs.confirm import Confirmation, load_confirmation
+from tune_jobs.console import interval_text, value_text
+from tune_jobs.results import SweepResults, TrialRow, load_results
 from tune_jobs.rundir import SweepManifest, resolve_run
 from tune_jobs.trainable import trial_arguments
 
 FINAL_KEY = "final"
+FINAL_DIR = "final"
+"""Final models live in ``<run dir>/final/<MLflow run id>`` unless ``--out`` says otherwise."""
+Choice = Literal["recommended", "confirmed", "best observed"]
+
+
+@dataclass
+class ChosenTrial:
+    """The trial `final` trains on, and why."""
+
+    row: TrialRow
+    choice: Choice
+    reason: str
 
 
 @dataclass
@@ -39,22 +55,70 @@ class FinalOutcome:
     version: str
     val_reward: float
     trial: TrialRow
+    choice: Choice
+    reason: str
 
 
-def best_trial(manifest: SweepManifest) -> TrialRow:
-    """The sweep's best trial; `UserError` when no trial has a checkpoint on disk."""
-    results = load_results(manifest)
+def choose_trial(
+    results: SweepResults, confirmation: Confirmation | None, best_observed: bool = False
+) -> ChosenTrial:
+    """The trial to train: best observed when asked; else the confirmed winner of a finished confirmation
+    phase; else the recommended trial; else (no trial ran every epoch) the best observed one.
+
+    Raises `UserError` when no trial has a val_reward yet.
+    """
     best = results.best
     if best is None:
-        raise UserError(f"sweep {manifest.name!r} has no trial with a val_reward yet; run or resume the sweep first")
-    if not best.best_checkpoint:
-        raise UserError(f"sweep {manifest.name!r}: best trial {best.trial_id} has no checkpoint")
-    if "://" not in best.best_checkpoint and not (Path(best.best_checkpoint) / RUN_STATE_FILE).is_file():
         raise UserError(
-            f"sweep {manifest.name!r}: the checkpoint of best trial {best.trial_id} is missing or incomplete "
-            f"at {best.best_checkpoint}"
+            f"sweep {results.name!r} has no trial with a val_reward yet; run or resume the sweep first"
         )
-    return best
+    if best_observed:
+        return ChosenTrial(
+            best,
+            "best observed",
+            f"--best-observed: the highest val_reward of any trial and epoch, {value_text(best.best_val_reward)}",
+        )
+    rows = {row.trial_id: row for row in results.trials}
+    confirmed = ""
+    if confirmation is not None and confirmation.candidates:
+        winner = confirmation.winner if confirmation.complete else None
+        if winner is not None and winner.trial_id in rows:
+            return ChosenTrial(rows[winner.trial_id], "confirmed", f"confirmation: {confirmation.summary()}")
+        confirmed = f"; confirmation: {confirmation.summary()}"
+        if not confirmation.complete:
+            confirmed += " (resume the sweep to finish it)"
+    recommended, row = results.recommended, results.recommended_trial
+    if recommended is None or row is None:
+        return ChosenTrial(
+            best, "best observed", "no trial ran every epoch, so there is no recommendation" + confirmed
+        )
+    reason = (
+        f"the GP posterior-mean maximiser among evaluated points, val_reward {interval_text(recommended)}"
+    )
+    if recommended.fallback:
+        reason = f"the best observed trial stands in for the GP ({recommended.reason})"
+    return ChosenTrial(row, "recommended", reason + confirmed)
+
+
+def check_checkpoint(manifest: SweepManifest, chosen: ChosenTrial) -> str:
+    """The chosen trial's best checkpoint; `UserError` when it has none, or a local one is missing or incomplete."""
+    path = chosen.row.best_checkpoint
+    if not path:
+        raise UserError(
+            f"sweep {manifest.name!r}: {chosen.choice} trial {chosen.row.trial_id} has no checkpoint"
+        )
+    if "://" not in path and not (Path(path) / RUN_STATE_FILE).is_file():
+        raise UserError(
+            f"sweep {manifest.name!r}: the checkpoint of {chosen.choice} trial {chosen.row.trial_id} is missing "
+            f"or incomplete at {path}"
+        )
+    return path
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output folder that already holds files: a model is never written over another."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out: {out} already exists and is not an empty folder; pick a new folder")
 
 
 def save_hf_folder(run: Run, out: Path, merge_lora: bool, extra: dict[str, Any]) -> Path:
@@ -69,78 +133,89 @@ def save_hf_folder(run: Run, out: Path, merge_lora: bool, extra: dict[str, Any])
     return out
 
 
-def register(client: Any, name: str, run_id: str, source: str) -> str:
-    """A new version of registered model `name` from `source`; returns the version number."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, tags={tracking.TAG_KIND: FINAL_KEY})
-    version = client.create_model_version(name, source=source, run_id=run_id)
-    return str(version.version)
-
-
 def run_final(
     run: str | Path,
     steps: int,
     out: Path | None = None,
     merge_lora: bool = False,
     register_as: str | None = None,
+    best_observed: bool = False,
 ) -> FinalOutcome:
-    """Train the best trial of sweep `run` for `steps` more PPO steps; save, log and register the policy."""
+    """Train the chosen trial of sweep `run` (see `choose_trial`) for `steps` more PPO steps; save, log, register.
+
+    Args:
+        run: the run dir, or the name of a sweep under ``./runs``.
+        steps: PPO steps on the whole training split.
+        out: the Hugging Face folder to write (new or empty); None = ``<run dir>/final/<MLflow run id>``.
+        merge_lora: merge LoRA adapters into the saved weights.
+        register_as: the registered model's name; None = ``tracking.register_model``, else the sweep name.
+        best_observed: train the best observed trial instead of the recommended (or confirmed) one.
+    """
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
+    if out is not None:
+        check_out(out)
     manifest = resolve_run(run)
-    client = tracking.connect(manifest.tracking_uri)
-    best = best_trial(manifest)
+    tracking.connect(manifest.tracking_uri)
+    chosen = choose_trial(load_results(manifest), load_confirmation(manifest), best_observed)
+    checkpoint = check_checkpoint(manifest, chosen)
     sweep = manifest.load_config()
-    config, weights, seed = trial_arguments(sweep.library_config(), best.trial_config)
-    out = out or Path(manifest.run_dir) / "final_model"
+    row = chosen.row
+    config, weights, seed = trial_arguments(sweep.library_config(), row.trial_config)
     name = register_as or sweep.tracking.register_model or sweep.name
 
     trainer_run = Run(config, weights, seed=seed)
     # A checkpoint on cloud storage is fetched to a local folder first; a local one is used in place.
-    with Checkpoint(best.best_checkpoint).as_directory() as directory:
+    with Checkpoint(checkpoint).as_directory() as directory:
         trainer_run.load(directory)
     # The trial's schedule is spent: a fresh one over the new steps.
     trainer_run.trainer.reset_schedule(steps)
 
-    tracker = tracking.TrialTracker(manifest.tracking_target, FINAL_KEY, FINAL_KEY, kind=FINAL_KEY)
-    tracker.log_start({**best.trial_config, "source_trial": best.trial_id, "steps": steps})
-    tracking.log_tags(client, tracker.run_id, {tracking.TAG_CHECKPOINT: best.best_checkpoint})
+    tracker = tracking.TrialTracker(
+        manifest.tracking_target, FINAL_KEY, f"final {row.trial_id}", kind=FINAL_KEY, new_run=True
+    )
+    out = out or Path(manifest.run_dir) / FINAL_DIR / tracker.run_id
     try:
+        tracker.log_start(
+            {**row.trial_config, "source_trial": row.trial_id, "steps": steps, "choice": chosen.choice}
+        )
+        tracker.set_tags({tracking.TAG_CHECKPOINT: checkpoint, "choice_reason": chosen.reason})
         for step, metrics in enumerate(trainer_run.train_steps(steps), start=1):
-            client.log_batch(
-                tracker.run_id,
-                metrics=[
-                    Metric(f"train/{k}", v, 0, step)
-                    for k, v in tracking.finite_metrics(metrics).items()
-                ],
-            )
+            tracker.log_metrics(metrics, step=step, prefix="train/")
         evaluation = trainer_run.evaluate()
         val_reward = float(evaluation["val_reward"])
-        final_metrics = {"val_reward": val_reward, "sweep_best_val_reward": best.best_val_reward}
-        if evaluation.get("gold_reward") is not None:
-            final_metrics["gold_reward"] = float(evaluation["gold_reward"])
-        tracker.log_epoch(1, final_metrics)
+        final_metrics = {
+            "val_reward": val_reward,
+            "val_reward_sem": evaluation.get("val_reward_sem"),
+            "sweep_best_val_reward": row.best_val_reward,
+            "gold_reward": evaluation.get("gold_reward"),
+        }
+        tracker.log_metrics(final_metrics, step=steps)
         extra = {
             "sweep": manifest.name,
-            "source_trial": best.trial_id,
-            "weights": best.weights,
-            "knobs": best.knobs,
+            "source_trial": row.trial_id,
+            "choice": chosen.choice,
+            "reason": chosen.reason,
+            "weights": row.weights,
+            "knobs": row.knobs,
             "steps": steps,
             "val_reward": val_reward,
+            "mlflow_run_id": tracker.run_id,
         }
         save_hf_folder(trainer_run, out, merge_lora, extra)
         tracker.log_artifacts(out, "model")
-        source = f"{client.get_run(tracker.run_id).info.artifact_uri}/model"
-        version = register(client, name, tracker.run_id, source)
-        tracking.log_tags(client, tracker.run_id, {"registered_model": f"{name}/{version}"})
+        version = tracker.register_model(name, "model")
     except BaseException:
         tracker.finish("FAILED")
         raise
     tracker.finish("FINISHED")
     return FinalOutcome(
-        model_dir=out, run_id=tracker.run_id, registered_name=name, version=version, val_reward=val_reward, trial=best
+        model_dir=out,
+        run_id=tracker.run_id,
+        registered_name=name,
+        version=version,
+        val_reward=val_reward,
+        trial=row,
+        choice=chosen.choice,
+        reason=chosen.reason,
     )
