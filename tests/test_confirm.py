@@ -11,20 +11,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import math
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from driver_faults import cli, complete_checkpoints, driver_env, kill_session
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from ray.tune import ExperimentAnalysis
@@ -34,8 +31,7 @@ from rich.console import Console
 from scipy import stats
 
 from dense_reward.config import ConfigError
-from dense_reward.ppo.checkpoint import FILES as CHECKPOINT_FILES
-from dense_reward.run import RUN_STATE_FILE, read_run_state
+from dense_reward.run import read_run_state
 from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
@@ -367,20 +363,6 @@ def test_confirmation_reruns_top_k_and_baseline_with_fresh_seeds(
     }
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tune_jobs.cli", *args]
-
-
-def complete_checkpoints(folder: Path, name: str) -> list[Path]:
-    """Trial folders under `folder` whose checkpoint `name` holds every file a run saves."""
-    files = {RUN_STATE_FILE, *CHECKPOINT_FILES}
-    return [
-        trial
-        for trial in sorted(folder.glob("trial_*"))
-        if (trial / name).is_dir() and files <= {p.name for p in (trial / name).iterdir()}
-    ]
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
@@ -391,17 +373,14 @@ def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
     config_path = tmp_path / "crash.yaml"
     config_path.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "crash"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"
-    # Ray records its experiment at every step here, so the re-run in flight at the kill is in its record;
-    # what happens when the record lags is tests/test_trial_resume.py's subject.
-    env["TUNE_GLOBAL_CHECKPOINT_S"] = "0"
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
         cli("sweep", str(config_path), "--run-dir", str(run_dir)),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=env,
+        # Ray records its experiment at every step here, so the re-run in flight at the kill is in its
+        # record; what happens when the record lags is tests/test_trial_resume.py's subject.
+        env=driver_env(TUNE_GLOBAL_CHECKPOINT_S="0"),
         start_new_session=True,
     )
     try:
@@ -412,9 +391,7 @@ def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no second re-run checkpoint in time"
             time.sleep(0.05)
     finally:
-        # The driver and its private Ray (same process group) die at once.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)
+        kill_session(driver.pid)
         driver.wait()
         log.close()
 
@@ -432,7 +409,7 @@ def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
 
     resumed = subprocess.run(
         cli("sweep", "--resume", "--run-dir", str(run_dir)),
-        env={k: v for k, v in env.items() if k != "TUNE_GLOBAL_CHECKPOINT_S"},
+        env=driver_env(),
         capture_output=True,
         text=True,
         timeout=700,

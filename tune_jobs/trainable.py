@@ -2,8 +2,9 @@
 
 restore -> epochs -> report + checkpoint: after every PPO epoch the trial measures ``val_reward`` (the
 search objective) and its standard error on the validation prompts and reports them with a checkpoint.
-A retried trial (its process died, or the driver was restarted) continues from its newest checkpoint
-instead of starting over. The trial logs to its own MLflow child run (see :mod:`tune_jobs.tracking`).
+A retried trial (its process died, or the driver was restarted) continues from its newest complete
+checkpoint instead of starting over; one that had finished reports its last result again. The trial
+logs to its own MLflow child run (see :mod:`tune_jobs.tracking`).
 
 Test-only fault hook: when the driver's environment has ``DENSE_REWARD_FAULT_KILL_AT_EPOCH=N`` and
 ``DENSE_REWARD_FAULT_MARKER=<file>``, the first trial to reach the start of epoch N creates the marker
@@ -18,6 +19,7 @@ import signal
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
@@ -26,6 +28,7 @@ from ray import tune
 
 from dense_reward.config import Config
 from dense_reward.ppo.checkpoint import FILES as CHECKPOINT_FILES
+from dense_reward.ppo.checkpoint import CheckpointError
 from dense_reward.run import RUN_STATE_FILE, Run, read_run_state
 from dense_reward.simplex import check_weights
 from dense_reward.viz import heatmap_page
@@ -33,6 +36,10 @@ from tune_jobs.config import METRIC, validate_sweep_config
 from tune_jobs.search.space import WEIGHTS_KEY
 from tune_jobs.tracking import TrackingTarget, TrialTracker, close_child
 
+SIZES_FILE = "sizes.json"
+"""Written last into a trial's checkpoint: the size of every other file, so a folder copied halfway does not count."""
+METRICS_KEY = "metrics"
+"""Run-state key of the metrics reported with a checkpoint (a finished trial reports them again on restore)."""
 SEED_KEY = "seed"
 """Trial config key of a seed that replaces the config's (confirmation re-runs); absent in a search."""
 FAULT_EPOCH_ENV = "DENSE_REWARD_FAULT_KILL_AT_EPOCH"
@@ -104,12 +111,34 @@ def trial_arguments(base: Config, trial: Mapping[str, Any]) -> tuple[Config, dic
     return config, weights, None if seed is None else int(seed)
 
 
+def checkpoint_epoch(filesystem: pyarrow.fs.FileSystem, path: str) -> int | None:
+    """The epoch of the checkpoint folder `path`, or None unless it is complete.
+
+    Complete: `SIZES_FILE` reads, and every file it names (`Run.save`'s files among them) has its size.
+    Ray copies a checkpoint into storage file by file, so a folder can hold every name before every byte.
+    """
+    infos = {info.base_name: info for info in filesystem.get_file_info(pyarrow.fs.FileSelector(path))}
+    if SIZES_FILE not in infos:
+        return None
+    try:
+        with filesystem.open_input_stream(f"{path}/{SIZES_FILE}") as stream:
+            sizes = json.loads(stream.read())
+        if not {RUN_STATE_FILE, *CHECKPOINT_FILES} <= set(sizes) or any(
+            name not in infos or infos[name].size != size for name, size in sizes.items()
+        ):
+            return None
+        with filesystem.open_input_stream(f"{path}/{RUN_STATE_FILE}") as stream:
+            return int(json.loads(stream.read())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def newest_checkpoint(known: tune.Checkpoint | None) -> tune.Checkpoint | None:
     """The newest complete checkpoint in this trial's storage folder, or `known` when none is newer.
 
     Ray Tune persists its experiment state only every ~10 s (`TUNE_GLOBAL_CHECKPOINT_S`), so after a
     driver is killed, `tune.get_checkpoint()` can name an older checkpoint than the trial had written;
-    the folder on storage is the truth. A checkpoint counts once it holds every file `Run.save` writes.
+    the folder on storage is the truth (see `checkpoint_epoch` for what counts as complete).
     """
     storage = tune.get_context().get_storage()
     filesystem, trial_path = storage.storage_filesystem, storage.trial_fs_path
@@ -121,14 +150,35 @@ def newest_checkpoint(known: tune.Checkpoint | None) -> tune.Checkpoint | None:
     for folder in folders:
         if folder.type != pyarrow.fs.FileType.Directory or not folder.base_name.startswith("checkpoint_"):
             continue
-        names = {info.base_name for info in filesystem.get_file_info(pyarrow.fs.FileSelector(folder.path))}
-        if not {RUN_STATE_FILE, *CHECKPOINT_FILES} <= names:
-            continue
-        with filesystem.open_input_stream(f"{folder.path}/{RUN_STATE_FILE}") as stream:
-            epoch = int(json.loads(stream.read())["epoch"])
-        if epoch > best_epoch:
+        epoch = checkpoint_epoch(filesystem, folder.path)
+        if epoch is not None and epoch > best_epoch:
             best, best_epoch = tune.Checkpoint(folder.path, filesystem=filesystem), epoch
     return best
+
+
+def save_checkpoint(run: Run, directory: str, extra: Mapping[str, Any]) -> None:
+    """`Run.save` into `directory`, then `SIZES_FILE` (last, so its presence vouches for the rest)."""
+    run.save(directory, extra=extra)
+    sizes = {path.name: path.stat().st_size for path in Path(directory).iterdir() if path.is_file()}
+    (Path(directory) / SIZES_FILE).write_text(json.dumps(sizes))
+
+
+def report_finished(checkpoint: tune.Checkpoint, epoch: int) -> None:
+    """Report a finished trial's last metrics and checkpoint again (Ray fails a trial that reports nothing).
+
+    From a local copy: Ray writes the reported checkpoint into a folder of its choice, which may be the
+    very folder it came from.
+    """
+    with tempfile.TemporaryDirectory(prefix="dense-reward-ckpt-") as directory:
+        checkpoint.to_directory(directory)
+        state = read_run_state(directory)
+        if METRICS_KEY not in state:
+            raise CheckpointError(
+                f"{checkpoint.path}: the run state holds no metrics (an older checkpoint format); "
+                "this finished trial cannot be reported again"
+            )
+        metrics = {**state[METRICS_KEY], "resumed_from_epoch": epoch}
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def epoch_metrics(train: Mapping[str, float], evaluation: Mapping[str, Any], epoch: int) -> dict[str, float]:
@@ -161,6 +211,7 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
             start_epoch = int(read_run_state(directory)["epoch"])
     if start_epoch >= config.ppo.epochs:
         # The trial had finished when the driver died, before Ray recorded it: nothing to redo.
+        report_finished(checkpoint, start_epoch)
         if setup.tracking is not None:
             close_child(setup.tracking, trial_id)
         return
@@ -182,7 +233,7 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
         metrics = epoch_metrics(train_metrics, evaluation, epoch)
         metrics["resumed_from_epoch"] = start_epoch
         with tempfile.TemporaryDirectory(prefix="dense-reward-ckpt-") as directory:
-            run.save(directory, extra={"trial_id": trial_id, "trial": trial})
+            save_checkpoint(run, directory, {"trial_id": trial_id, "trial": trial, METRICS_KEY: metrics})
             if tracker is not None:
                 tracker.log_epoch(epoch, metrics)
                 sections = run.heatmap_sections(evaluation.get("samples", []))
