@@ -15,7 +15,7 @@ from tests.conftest import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
 from tune_jobs.config import load_sweep_config
-from tune_jobs.confirm import BASELINE_LABEL, Candidate, ConfirmationPlan, Rerun, summarise
+from tune_jobs.confirm import BASELINE_LABEL, Candidate, Confirmation, ConfirmationPlan, Rerun, summarise
 from tune_jobs.final import FINAL_DIR, choose_trial
 from tune_jobs.results import Recommended, SweepResults, TrialRow
 from tune_jobs.sweep import SweepOutcome, run_sweep
@@ -36,7 +36,7 @@ def results_of() -> SweepResults:
     return SweepResults("s", "/r", "sqlite:///x.db", "p", ["sparse", "attention"], rows, recommended)
 
 
-def confirmation_of(values: dict[tuple[str, int], float], seeds: list[int]):  # noqa: ANN201
+def confirmation_of(values: dict[tuple[str, int], float], seeds: list[int]) -> Confirmation:
     """Candidates #1 = trial c, #2 = trial a, and the baseline, at `seeds`."""
     candidates = [
         Candidate("#1", {"weights": {"sparse": 0.5, "attention": 0.5}}, "c", 0.5),

@@ -2,8 +2,9 @@
 
 Which trial (:func:`choose_trial`): the sweep's *recommended* one by default (the GP posterior-mean
 maximiser among evaluated points, see `tune_jobs.results`); when the confirmation phase ran to the end
-and a candidate beat the sparse-only baseline beyond noise, that confirmed candidate instead; the best
-observed trial with ``best_observed``. The choice and its reason are logged and returned.
+and a candidate beat the sparse-only baseline beyond noise, that confirmed candidate instead (from the
+checkpoint of its search trial); the best observed trial with ``best_observed``. The choice and its
+reason are logged and returned.
 
 The policy continues from the checkpoint (weights, optimizer moments, RNG) with a fresh learning-rate
 schedule over the new steps, on batches drawn from the whole training split. Every call is its own
