@@ -75,6 +75,11 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, clie
     assert logged == manifest.config
     assert parent.data.metrics["recommended_val_reward"] == pytest.approx(sweep.results.recommended.mean)
     assert parent.data.tags["recommended_trial_id"] == sweep.results.recommended.trial_id
+    # The run-table view `dense-reward ui` opens: trials by val_reward, with their weights.
+    tag = f"{tracking.SHARED_VIEW_TAG_PREFIX}{tracking.RUNS_VIEW_KEY}"
+    view = json.loads(client.get_experiment(manifest.experiment_id).tags[tag])
+    assert view["orderByKey"] == "metrics.`val_reward`"
+    assert {"metrics.`val_reward`", "params.`weights.shap`"} <= set(view["selectedColumns"])
     assert parent.data.tags[tracking.TAG_RUN_DIR] == manifest.run_dir
     assert parent.data.metrics["best_val_reward"] == pytest.approx(sweep.results.best.best_val_reward)
 

@@ -71,6 +71,7 @@ def sweep_run_dir(tmp_path: Path, tiny_config: Config) -> Path:
     experiment_id = tracking.ensure_experiment(
         client, config.tracking.experiment, tracking.default_artifact_location(run_dir)
     )
+    tracking.share_runs_view(client, experiment_id, ["sparse", "attention"], [])
     parent = tracking.start_sweep_run(
         client, experiment_id, config.name, config.model_dump(mode="json"), run_dir
     )
@@ -88,7 +89,10 @@ def sweep_run_dir(tmp_path: Path, tiny_config: Config) -> Path:
         trial = tracking.TrialTracker(manifest.tracking_target, f"t{index}", name)
         trial.log_start({"weights": weights})
         for epoch in (1, 2):
-            trial.log_epoch(epoch, {"val_reward": 0.1 * epoch + index, "train_reward": 0.05 * epoch})
+            trial.log_epoch(
+                epoch,
+                {"val_reward": 0.1 * epoch + index, "val_reward_sem": 0.01, "train_reward": 0.05 * epoch},
+            )
         trial.finish()
     return run_dir
 
@@ -128,7 +132,7 @@ def test_ui_shows_the_sweeps_trial_runs_in_chromium(ui_url: str, sweep_run_dir: 
     from playwright.sync_api import sync_playwright
 
     assert ui_url.startswith("http://127.0.0.1:")
-    assert ui_url.endswith("/#/experiments/1/runs")
+    assert ui_url.endswith(f"/#/experiments/1/runs?viewStateShareKey={tracking.RUNS_VIEW_KEY}")
     # Bound to loopback only: this host's other addresses do not answer on the UI's port.
     port = int(ui_url.split(":")[2].split("/")[0])
     for address in other_addresses():
@@ -140,13 +144,20 @@ def test_ui_shows_the_sweeps_trial_runs_in_chromium(ui_url: str, sweep_run_dir: 
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(ui_url)
-            parent = page.get_by_role("row").filter(has_text="ui-sweep")
-            parent.wait_for(timeout=90_000)
-            # Child runs start collapsed under their parent.
-            assert page.get_by_text("trial_0000").count() == 0
-            parent.locator("button").first.click()
-            for name in TRIALS:
-                page.get_by_role("row").filter(has_text=name).wait_for(timeout=30_000)
+            page.get_by_role("row").filter(has_text="ui-sweep").wait_for(timeout=90_000)
+            # The sweep's stored view: trials best first, with val_reward, its standard error and the
+            # weights as columns, no column picking needed.
+            headers = {h.inner_text().strip() for h in page.get_by_role("columnheader").all()}
+            assert {"val_reward", "val_reward_sem", "weights.sparse", "weights.attention"} <= headers
+            rows = [r.inner_text() for r in page.get_by_role("row").all()]
+            trial_rows = [r for r in rows if "trial_000" in r]
+            assert [next(name for name in TRIALS if name in r) for r in trial_rows] == [
+                "trial_0001",
+                "trial_0000",
+            ]
+            # trial_0001's last val_reward and its attention weight are shown as values.
+            assert page.get_by_text("1.2", exact=True).count() == 1
+            assert page.get_by_text("0.7", exact=True).count() == 1
             page.get_by_role("link", name="trial_0001").click()
             page.get_by_text("val_reward").first.wait_for(timeout=30_000)
         finally:
@@ -180,4 +191,6 @@ def test_ui_of_a_sweep_on_an_mlflow_server_points_at_that_server(tmp_path: Path,
         [str(BIN / "dense-reward"), "ui", str(run_dir)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "http://mlflow.internal:5000/#/experiments/7/runs"
+    assert done.stdout.strip().splitlines()[-1] == (
+        f"http://mlflow.internal:5000/#/experiments/7/runs?viewStateShareKey={tracking.RUNS_VIEW_KEY}"
+    )

@@ -146,6 +146,7 @@ def prepare(
         else:
             artifacts = tracking.default_artifact_location(run_dir) if embedded else None
             experiment_id = tracking.ensure_experiment(client, config.tracking.experiment, artifacts)
+            tracking.share_runs_view(client, experiment_id, config.shaping.sources, list(config.search.knobs))
         parent = tracking.start_sweep_run(
             client,
             experiment_id,

@@ -18,14 +18,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from dense_reward.errors import UserError
+from tune_jobs.tracking import RUNS_VIEW_KEY
 
 HOST = "127.0.0.1"
 """The UI is never bound wider: anyone who reaches it can read and delete runs."""
 
 
 def runs_url(base_url: str, experiment_id: str) -> str:
-    """The page listing an experiment's runs (`/#/experiments/<id>` alone opens an overview without runs)."""
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    """The page listing an experiment's runs (`/#/experiments/<id>` alone opens an overview without runs),
+    in the view a sweep stores (`tracking.share_runs_view`): trials by val_reward, with their weights."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW_KEY}"
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -64,7 +66,9 @@ def server_command(database: Path, artifacts: Path, port: int) -> list[str]:
 def start_server(database: Path, artifacts: Path, port: int) -> subprocess.Popen:
     """Start the server (not yet ready: see `wait_ready`). Refuses a port already in use."""
     if not database.is_file():
-        raise UserError(f"no MLflow store at {database}: has the sweep started? (`dense-reward sweep CONFIG`)")
+        raise UserError(
+            f"no MLflow store at {database}: has the sweep started? (`dense-reward sweep CONFIG`)"
+        )
     if not port_is_free(port):
         raise UserError(f"--port {port}: {HOST}:{port} is in use; pass another --port")
     env = dict(os.environ)
@@ -79,7 +83,9 @@ def wait_ready(proc: subprocess.Popen, base_url: str, timeout: float = 120.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise UserError(f"mlflow server exited with status {proc.returncode} before it was ready (see above)")
+            raise UserError(
+                f"mlflow server exited with status {proc.returncode} before it was ready (see above)"
+            )
         try:
             with urllib.request.urlopen(f"{base_url}/health", timeout=2) as response:
                 if response.status == 200:

@@ -50,6 +50,10 @@ TAG_REGISTERED_MODEL = "registered_model"
 TAG_PHASE = "dense_reward.phase"
 """``confirmation`` on the confirmation run and on each of its trials' runs."""
 CONFIRMATION = "confirmation"
+SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+"""The experiment tag prefix under which MLflow's UI looks up a shared view of the run table."""
+RUNS_VIEW_KEY = "dense-reward"
+"""The key of the run-table view `share_runs_view` stores (``?viewStateShareKey=dense-reward``)."""
 CONFIG_ARTIFACT = "config.yaml"
 """The sweep's whole config, as an artifact of the parent run."""
 KEY_PARAMS = tuple(
@@ -105,6 +109,23 @@ def start_sweep_run(
 def end_run(uri: str, run_id: str, status: str) -> None:
     """Close a run (`FINISHED`, `FAILED` or `KILLED`)."""
     MlflowClient(tracking_uri=uri).set_terminated(run_id, status=status)
+
+
+def share_runs_view(client: MlflowClient, experiment_id: str, sources: list[str], knobs: list[str]) -> None:
+    """Store the experiment's run-table view that `RUNS_VIEW_KEY` opens: trials by val_reward, with weights.
+
+    MLflow's run table shows no metric or param column by default; a view stored as an experiment tag
+    (MLflow's own "shared view", opened by ``?viewStateShareKey=<key>`` on the runs page) shows each
+    trial's status, ``val_reward`` and its standard error, weights and knobs, best first.
+    """
+    columns = [f"metrics.`{name}`" for name in (METRIC, f"{METRIC}_sem", "gold_reward")]
+    columns += [f"params.`weights.{source}`" for source in sources] + [f"params.`{knob}`" for knob in knobs]
+    state = {
+        "orderByKey": f"metrics.`{METRIC}`",
+        "orderByAsc": False,
+        "selectedColumns": ["attributes.`Duration`", *columns],
+    }
+    client.set_experiment_tag(experiment_id, f"{SHARED_VIEW_TAG_PREFIX}{RUNS_VIEW_KEY}", json.dumps(state))
 
 
 def log_sweep_outcome(
