@@ -212,9 +212,9 @@ def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from dense_reward.config import load_config
     from tune_jobs.cli import main
     from tune_jobs.commands.demo import free_run_dir
+    from tune_jobs.config import load_sweep_config
     from tune_jobs.results import load_results
     from tune_jobs.rundir import resolve_run
 
@@ -222,7 +222,7 @@ def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
     assert main(["demo", "--config", str(small_demo_config), "--name", "small"]) == 0
     out = capsys.readouterr().out
     assert "names no kit model: nothing to build" in out
-    assert "best vs sparse-only" in out
+    assert "against sparse-only" in out
     assert "demo finished in" in out
 
     results = load_results(resolve_run(tmp_path / "runs" / "small"))
@@ -239,7 +239,7 @@ def test_demo_command_runs_a_shrunk_sweep_on_the_kit(
     assert (tmp_path / "runs" / "small" / "plots" / "bo_convergence.png").is_file()
 
     # Running the demo again does not collide with the finished run.
-    config = load_config(small_demo_config).with_overrides({"name": "small"})
+    config = load_sweep_config(small_demo_config).with_overrides({"name": "small"})
     again, run_dir = free_run_dir(config, explicit_name=False)
     assert (again.name, run_dir) == ("small-2", Path("runs") / "small-2")
     pinned = config.with_overrides({"resources.storage_path": str(tmp_path / "runs" / "small")})
