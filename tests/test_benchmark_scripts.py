@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
@@ -103,3 +104,20 @@ def test_bo_arm_without_weights_is_refused(tmp_path: Path) -> None:
     claims = load_script("paper_claims")
     with pytest.raises(SystemExit, match="--sweep RUN or --best-weights"):
         claims.main(["--smoke", "--arms", "bo", "--out-dir", str(tmp_path)])
+
+
+@pytest.mark.timeout(300)
+def test_searchers_benchmark_runs_one_short_sweep_per_searcher() -> None:
+    searchers = load_script("searchers")
+    searchers.TRIALS = 7  # 4 quasi-random points, then model-based suggestions beside 3 pending ones
+    corner = searchers.make_objective("corner", "heteroscedastic", 4, 0)
+    assert corner.best == pytest.approx(max(corner(vertex) for vertex in np.eye(4)), abs=1e-6)
+    assert corner.noise_sd(np.eye(4)[corner.noise_source]) == searchers.HETERO_SD[1]
+    runs = [searchers.run_one((name, "corner", "heteroscedastic", 4, 4, 0)) for name in searchers.SEARCHERS]
+    for run in runs:
+        assert 0.0 <= run["regret"] <= corner.best and 0.0 <= run["regret_best_observed"] <= corner.best
+        assert run["recommendation"] == "gp" and len(run["suggest_seconds"]) == 7
+    cell = ("corner", "heteroscedastic", 4, 4)
+    row = next(r for r in searchers.summarise(runs) if (r["shape"], r["noise"], r["d"], r["concurrency"]) == cell)
+    assert {name: row[name]["runs"] for name in searchers.SEARCHERS} == dict.fromkeys(searchers.SEARCHERS, 1)
+    assert row["lowest"] in searchers.SEARCHERS

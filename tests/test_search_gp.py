@@ -62,10 +62,12 @@ def test_fit_gp_learns_the_bump_and_restarts_from_hyperparameters(space: SearchS
 def test_raw_candidates_lie_on_the_space_and_near_the_best(space: SearchSpace) -> None:
     x, y = observed(space, 8)
     candidates = gp.raw_candidates(space, x, y, count=32, seed=0)
-    assert candidates.shape == (32 + gp.LOCAL_CENTRES * gp.LOCAL_SAMPLES, 3)
+    assert candidates.shape == (32 + 6 + gp.LOCAL_CENTRES * gp.LOCAL_SAMPLES, 3)
     np.testing.assert_allclose(candidates.sum(axis=1), 1.0, atol=1e-9)
     assert np.all(candidates >= 0)
-    local = candidates[32 : 32 + gp.LOCAL_SAMPLES]
+    np.testing.assert_array_equal(candidates[32:35], np.eye(3))  # the vertices, then the edge midpoints
+    np.testing.assert_array_equal(candidates[35], [0.5, 0.5, 0.0])
+    local = candidates[38 : 38 + gp.LOCAL_SAMPLES]
     assert np.median(np.abs(local - x[np.argmax(y)]).max(axis=1)) < 0.1
 
 

@@ -1,22 +1,31 @@
-"""Searchers on noisy synthetic objectives over the weight simplex: simple regret and suggestion latency.
+"""Searchers on noisy synthetic objectives over the weight simplex: regret at the recommended point, latency.
 
-Settings: two objective shapes (``bump``: one Gaussian bump at an interior point; ``two-bumps``: a
-lower interior bump plus the global one on a 2-source face, as when few sources matter) on the
-simplex of d = 4 and d = 6 sources, Gaussian observation noise (sd 0.05 on a [0, 1] scale), 25
-trials, n_init 5, concurrency 1 and 4 (4 suggestions asked before any is reported, so the BoTorch
-searcher sees the other 3 as pending), and ``--seeds`` seeds (the seed also draws the objective).
+Settings (every combination):
 
-Simple regret = f* - f(w_best), where ``w_best`` is the trial with the best *observed* (noisy)
-value, the point a sweep would report, and f is the noise-free objective. Every searcher is driven
-directly through the Ray ``Searcher`` API (no cluster). Then the BoTorch suggestion latency is
-timed with 50 completed observations (wall clock and process CPU time).
+- shape: ``bump`` (one Gaussian bump at an interior point), ``two-bumps`` (a lower interior bump
+  plus the global one on a 2-source face, as when few sources matter) and ``corner`` (the global
+  bump at a vertex of the simplex, as when the sparse-only baseline wins, plus a lower interior one);
+- noise: ``homoscedastic`` (sd 0.05 everywhere on a [0, 1] scale) or ``heteroscedastic`` (sd from
+  0.01 to 0.15, growing with the weight of one source drawn per seed, as when one attribution
+  source is much noisier than the others);
+- d = 4 and 6 sources; concurrency 1 and 4 (4 suggestions asked before any is reported, so the
+  BoTorch searcher sees the other 3 as pending).
 
-Run by hand (about 15-20 minutes on 2 otherwise idle CPU cores):
+Each sweep runs 25 trials (n_init 5). A trial reports its noisy value and a standard error
+estimated as a real trial would (the sample sd of 32 validation prompts over sqrt(32)). The
+answer of a sweep is :func:`tune_jobs.search.recommend` on its trials (the same for every
+searcher: the GP posterior-mean maximiser among evaluated points), and the simple regret is
+f* - f(recommended point) with f noise-free; the regret at the best observed trial is kept in the
+JSON beside it. Every searcher is driven directly through the Ray ``Searcher`` API (no cluster).
+Then the BoTorch suggestion latency is timed with 50 completed observations (wall clock and process
+CPU time).
+
+Run by hand (about 25 minutes on 2 CPU cores):
 
     .venv/bin/python tests/benchmarks/searchers.py
 
-Writes ``tests/benchmarks/results/searchers.json`` and ``searchers.md``; every finished sweep is
-also appended to ``searchers.runs.jsonl``, so a second run only does what is missing, and
+Writes ``docs/benchmarks/searchers.json`` and ``searchers.md``; every finished sweep is also
+appended to ``searchers.runs.jsonl`` there, so a second run only does what is missing, and
 ``--report-only`` reports the seeds finished so far.
 """
 
@@ -36,15 +45,22 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient")
-SEARCHERS = ("botorch", "random", "optuna-tpe", "optuna-gp")
-SHAPES = ("bump", "two-bumps")
+SEARCHERS = ("botorch", "optuna-gp", "optuna-tpe", "random")
+SHAPES = ("bump", "two-bumps", "corner")
+NOISES = ("homoscedastic", "heteroscedastic")
 DIMS = (4, 6)
 CONCURRENCY = (1, 4)
 TRIALS = 25
 N_INIT = 5
 NOISE_SD = 0.05
+HETERO_SD = (0.01, 0.15)
+PROMPTS = 32
+"""Validation prompts behind one trial's value: its sem is estimated from this many draws."""
+
+Task = tuple[str, str, str, int, int, int]
+"""(searcher, shape, noise, d, concurrency, seed)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -54,34 +70,46 @@ NOISE_SD = 0.05
 
 @dataclass(frozen=True)
 class Objective:
-    """A noise-free function on the ``d``-simplex with its maximum ``best``; observations add noise."""
+    """A noise-free function on the ``d``-simplex with its maximum ``best``, and its noise sd."""
 
-    shape: str
     centres: np.ndarray  # (m, d) bump centres
     heights: np.ndarray  # (m,)
-    width: float
+    widths: np.ndarray  # (m,)
     best: float
+    noise_source: int | None  # heteroscedastic: the source whose weight sets the noise sd
 
     def __call__(self, weights: np.ndarray) -> float:
         distances = np.sum((self.centres - weights) ** 2, axis=1)  # (m,)
-        return float(np.sum(self.heights * np.exp(-distances / (2 * self.width**2))))
+        return float(np.sum(self.heights * np.exp(-distances / (2 * self.widths**2))))
+
+    def noise_sd(self, weights: np.ndarray) -> float:
+        if self.noise_source is None:
+            return NOISE_SD
+        low, high = HETERO_SD
+        return low + (high - low) * float(weights[self.noise_source])
 
 
-def make_objective(shape: str, d: int, seed: int) -> Objective:
+def make_objective(shape: str, noise: str, d: int, seed: int) -> Objective:
     """The objective of one seed: centres drawn from the seed, the maximum found numerically."""
     from scipy.optimize import minimize
 
     rng = np.random.default_rng([seed, d, SHAPES.index(shape)])
+    interior = rng.dirichlet(np.full(d, 2.0))
     if shape == "bump":
-        centres, heights, width = rng.dirichlet(np.full(d, 2.0))[None], np.array([1.0]), 0.25
+        centres, heights, widths = interior[None], np.array([1.0]), np.array([0.25])
     elif shape == "two-bumps":
         face = np.zeros(d)
-        active = rng.choice(d, size=2, replace=False)
-        face[active] = rng.dirichlet([2.0, 2.0])
-        centres, heights, width = np.stack([rng.dirichlet(np.full(d, 2.0)), face]), np.array([0.7, 1.0]), 0.15
+        face[rng.choice(d, size=2, replace=False)] = rng.dirichlet([2.0, 2.0])
+        centres, heights, widths = np.stack([interior, face]), np.array([0.7, 1.0]), np.array([0.15, 0.15])
+    elif shape == "corner":
+        centres = np.stack([interior, np.eye(d)[rng.integers(d)]])
+        heights, widths = np.array([0.7, 1.0]), np.array([0.15, 0.3])
     else:
         raise ValueError(f"unknown shape {shape!r}")
-    objective = Objective(shape, centres, heights, width, best=0.0)
+    noise_source = (
+        int(np.random.default_rng([seed, d, 7]).integers(d)) if noise == "heteroscedastic" else None
+    )
+    objective = Objective(centres, heights, widths, best=0.0, noise_source=noise_source)
     starts = [*centres, *rng.dirichlet(np.ones(d), size=8)]
     best = max(
         -minimize(
@@ -93,17 +121,24 @@ def make_objective(shape: str, d: int, seed: int) -> Objective:
         ).fun
         for start in starts
     )
-    return Objective(shape, centres, heights, width, best=float(max(best, *(objective(c) for c in centres))))
+    best = float(max(best, *(objective(c) for c in centres)))
+    return Objective(centres, heights, widths, best=best, noise_source=noise_source)
+
+
+def observe(objective: Objective, weights: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """A trial's reported (value, sem): the mean and standard error of PROMPTS noisy per-prompt scores."""
+    per_prompt_sd = objective.noise_sd(weights) * np.sqrt(PROMPTS)
+    scores = objective(weights) + per_prompt_sd * rng.standard_normal(PROMPTS)
+    return float(scores.mean()), float(scores.std(ddof=1) / np.sqrt(PROMPTS))
 
 
 # --------------------------------------------------------------------------------------------------
-# one run
+# one sweep
 # --------------------------------------------------------------------------------------------------
 
 
 def build_searcher(name: str, d: int, seed: int) -> Any:
-    from tune_jobs.search import BoTorchSearcher, RandomSimplexSearcher, SimplexOptunaSearch
-    from tune_jobs.search.space import SearchSpace
+    from tune_jobs.search import BoTorchSearcher, RandomSimplexSearcher, SearchSpace, SimplexOptunaSearch
 
     space = SearchSpace(SOURCES[:d])
     if name == "botorch":
@@ -115,21 +150,22 @@ def build_searcher(name: str, d: int, seed: int) -> Any:
     raise ValueError(f"unknown searcher {name!r}")
 
 
-def run_one(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
-    """One sweep of TRIALS trials; returns the regret at the best observed point and suggestion times."""
-    name, shape, d, concurrency, seed = task
+def run_one(task: Task) -> dict[str, Any]:
+    """One sweep of TRIALS trials; the regret at its recommended and best observed points, suggestion times."""
+    name, shape, noise, d, concurrency, seed = task
     import optuna
     import torch
+
+    from tune_jobs.search import SearchSpace, recommend
 
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("tune_jobs.search").setLevel(logging.ERROR)
-    objective = make_objective(shape, d, seed)
+    objective = make_objective(shape, noise, d, seed)
     searcher = build_searcher(name, d, seed)
-    noise = np.random.default_rng([seed, 99])
+    rng = np.random.default_rng([seed, 99])
     sources = SOURCES[:d]
-    observed: list[tuple[float, float]] = []  # (noisy value, true value)
-    suggest_seconds = []
+    configs, values, sems, truths, suggest_seconds = [], [], [], [], []
     for first in range(0, TRIALS, concurrency):
         batch = []
         for i in range(first, min(first + concurrency, TRIALS)):
@@ -139,20 +175,27 @@ def run_one(task: tuple[str, str, int, int, int]) -> dict[str, Any]:
             weights = np.array([config["weights"][s] for s in sources])
             if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
                 raise AssertionError(f"{name} suggested weights off the simplex: {config}")
-            batch.append((f"t{i}", weights))
-        for trial_id, weights in batch:
-            true_value = objective(weights)
-            value = true_value + NOISE_SD * noise.standard_normal()
-            searcher.on_trial_complete(trial_id, {"val_reward": value})
-            observed.append((value, true_value))
-    best_true = max(observed)[1]
+            batch.append((f"t{i}", config, weights))
+        for trial_id, config, weights in batch:
+            value, sem = observe(objective, weights, rng)
+            searcher.on_trial_complete(trial_id, {"val_reward": value, "val_reward_sem": sem})
+            configs.append(config)
+            values.append(value)
+            sems.append(sem)
+            truths.append(objective(weights))
+    start = time.perf_counter()
+    answer = recommend(SearchSpace(sources), configs, values, sems)
     return {
         "searcher": name,
         "shape": shape,
+        "noise": noise,
         "d": d,
         "concurrency": concurrency,
         "seed": seed,
-        "regret": objective.best - best_true,
+        "regret": objective.best - truths[answer.index],
+        "regret_best_observed": objective.best - truths[answer.best_observed_index],
+        "recommendation": answer.method,
+        "recommend_seconds": time.perf_counter() - start,
         "suggest_seconds": suggest_seconds,
     }
 
@@ -166,19 +209,18 @@ def botorch_latency(d: int, suggestions: int) -> dict[str, Any]:
     """Time BoTorch suggestions once 50 trials have completed (each new one completes before the next)."""
     import torch
 
-    from tune_jobs.search import BoTorchSearcher
-    from tune_jobs.search.space import SearchSpace
+    from tune_jobs.search import BoTorchSearcher, SearchSpace
 
     torch.set_num_threads(1)
     logging.getLogger("tune_jobs.search").setLevel(logging.ERROR)
-    objective = make_objective("bump", d, 0)
+    objective = make_objective("bump", "heteroscedastic", d, 0)
     space = SearchSpace(SOURCES[:d])
     searcher = BoTorchSearcher(space, seed=0, n_init=50)
-    noise = np.random.default_rng(0)
+    rng = np.random.default_rng(0)
 
     def report(trial_id: str, config: dict[str, Any]) -> None:
-        weights = np.array([config["weights"][s] for s in space.sources])
-        searcher.on_trial_complete(trial_id, {"val_reward": objective(weights) + NOISE_SD * noise.standard_normal()})
+        value, sem = observe(objective, np.array([config["weights"][s] for s in space.sources]), rng)
+        searcher.on_trial_complete(trial_id, {"val_reward": value, "val_reward_sem": sem})
 
     for i in range(50):
         report(f"init{i}", searcher.suggest(f"init{i}"))
@@ -207,45 +249,61 @@ def botorch_latency(d: int, suggestions: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
+def cells() -> list[tuple[str, str, int, int]]:
+    return [(s, n, d, c) for s in SHAPES for n in NOISES for d in DIMS for c in CONCURRENCY]
+
+
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
-    for shape in SHAPES:
-        for d in DIMS:
-            for concurrency in CONCURRENCY:
-                row: dict[str, Any] = {"shape": shape, "d": d, "concurrency": concurrency}
-                for name in SEARCHERS:
-                    regrets = [
-                        r["regret"]
-                        for r in runs
-                        if (r["searcher"], r["shape"], r["d"], r["concurrency"]) == (name, shape, d, concurrency)
-                    ]
-                    if regrets:
-                        q1, median, q3 = np.percentile(regrets, [25, 50, 75])
-                        row[name] = {"median": float(median), "q1": float(q1), "q3": float(q3), "runs": len(regrets)}
-                medians = {n: row[n]["median"] for n in SEARCHERS if n in row}
-                row["lowest"] = min(medians, key=medians.get) if medians else None
-                rows.append(row)
+    for shape, noise, d, concurrency in cells():
+        row: dict[str, Any] = {"shape": shape, "noise": noise, "d": d, "concurrency": concurrency}
+        for name in SEARCHERS:
+            mine = [
+                r
+                for r in runs
+                if (r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"])
+                == (name, shape, noise, d, concurrency)
+            ]
+            if mine:
+                q1, median, q3 = np.percentile([r["regret"] for r in mine], [25, 50, 75])
+                row[name] = {
+                    "median": float(median),
+                    "q1": float(q1),
+                    "q3": float(q3),
+                    "median_best_observed": float(np.median([r["regret_best_observed"] for r in mine])),
+                    "runs": len(mine),
+                }
+        medians = {n: row[n]["median"] for n in SEARCHERS if n in row}
+        row["lowest"] = min(medians, key=medians.get) if medians else None
+        rows.append(row)
     return rows
 
 
 def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    wins = sum(row["lowest"] == "botorch" for row in summary)
     lines = [
         "# Searchers on noisy synthetic simplex objectives",
         "",
-        f"{meta['trials']} trials, n_init {meta['n_init']}, noise sd {meta['noise_sd']}, {meta['seeds']} seeds; "
-        "simple regret f* - f(best observed point), median [IQR] over seeds (lower is better). "
-        f"Run: `{meta['command']}` ({meta['minutes']:.1f} min on {meta['cpus']} CPUs, load average at start "
-        f"{meta['load_at_start']}).",
+        f"{meta['trials']} trials, n_init {meta['n_init']}, {meta['seeds']} seeds per cell; simple regret "
+        "f* - f(recommended point), median [IQR] over seeds (lower is better); the recommended point is "
+        "`tune_jobs.search.recommend` on each sweep's trials, for every searcher. Noise: homoscedastic sd "
+        f"{NOISE_SD}, heteroscedastic sd {HETERO_SD[0]}..{HETERO_SD[1]}. BoTorch has the lowest median in "
+        f"{wins} of {len(summary)} cells. Run: `{meta['command']}` ({meta['minutes']:.1f} min on {meta['cpus']} "
+        f"CPUs, load average at start {meta['load_at_start']}).",
         "",
-        "| shape | d | concurrency | " + " | ".join(SEARCHERS) + " | lowest median |",
-        "|---|---|---|" + "---|" * len(SEARCHERS) + "---|",
+        "| shape | noise | d | conc. | " + " | ".join(SEARCHERS) + " | lowest median |",
+        "|---|---|---|---|" + "---|" * len(SEARCHERS) + "---|",
     ]
     for row in summary:
-        cells = []
+        cells_ = []
         for name in SEARCHERS:
             stats = row.get(name)
-            cells.append(f"{stats['median']:.4f} [{stats['q1']:.4f}, {stats['q3']:.4f}]" if stats else "-")
-        lines.append(f"| {row['shape']} | {row['d']} | {row['concurrency']} | " + " | ".join(cells) + f" | {row['lowest']} |")
+            cells_.append(f"{stats['median']:.3f} [{stats['q1']:.3f}, {stats['q3']:.3f}]" if stats else "-")
+        lines.append(
+            f"| {row['shape']} | {row['noise'][:6]}. | {row['d']} | {row['concurrency']} | "
+            + " | ".join(cells_)
+            + f" | {row['lowest']} |"
+        )
     lines += [
         "",
         "## BoTorch suggestion latency with 50 observations",
@@ -258,13 +316,18 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
             f"| {row['d']} | {row['suggestions']} | {row['wall_p50']:.2f} | {row['wall_p95']:.2f} | "
             f"{row['cpu_p50']:.2f} | {row['cpu_p95']:.2f} |"
         )
+    lines += [
+        "",
+        f"In the sweeps themselves, BoTorch GP suggestions took p50 {meta['botorch_gp_suggestion_wall_p50_in_sweeps']:.2f} s "
+        f"and p95 {meta['botorch_gp_suggestion_wall_p95_in_sweeps']:.2f} s (wall clock, two sweeps in parallel).",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def run_sweeps(tasks: list[tuple[str, str, int, int, int]], runs_path: Path, workers: int) -> list[dict[str, Any]]:
+def run_sweeps(tasks: list[Task], runs_path: Path, workers: int) -> list[dict[str, Any]]:
     """Run the tasks not yet in ``runs_path`` (one JSON line per finished sweep) and return all runs."""
     runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
-    done = {(r["searcher"], r["shape"], r["d"], r["concurrency"], r["seed"]) for r in runs}
+    done = {(r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"], r["seed"]) for r in runs}
     todo = [t for t in tasks if t not in done]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(workers) as pool, runs_path.open("a") as sink:
@@ -272,60 +335,66 @@ def run_sweeps(tasks: list[tuple[str, str, int, int, int]], runs_path: Path, wor
             runs.append(run)
             sink.write(json.dumps(run) + "\n")
             sink.flush()
-            if i % 10 == 0 or i == len(todo):
+            if i % 20 == 0 or i == len(todo):
                 print(f"{i}/{len(todo)} sweeps done ({(time.time() - started) / 60:.1f} min)", flush=True)
     return runs
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10, help="Seeds per setting (>= 10 for the report).")
+    parser.add_argument("--seeds", type=int, default=8, help="Seeds per cell.")
     parser.add_argument("--workers", type=int, default=2, help="Processes running sweeps in parallel.")
-    parser.add_argument("--latency-suggestions", type=int, default=20, help="Timed BoTorch suggestions per d.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Folder for searchers.json and searchers.md.")
     parser.add_argument(
-        "--report-only", action="store_true", help="Skip the sweeps; report the runs already in searchers.runs.jsonl."
+        "--latency-suggestions", type=int, default=20, help="Timed BoTorch suggestions per d."
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="Folder for searchers.json and searchers.md."
+    )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="Skip the sweeps; report the runs already in searchers.runs.jsonl.",
+    )
+    args = parser.parse_args(argv)
 
     load_at_start = round(os.getloadavg()[0], 1)
     started = time.time()
-    # Seed-major order: if the run is cut short, every searcher and setting has the same seeds done.
-    tasks = [
-        (name, shape, d, concurrency, seed)
-        for seed in range(args.seeds)
-        for shape in SHAPES
-        for d in DIMS
-        for concurrency in CONCURRENCY
-        for name in SEARCHERS
-    ]
+    # Seed-major order: if the run is cut short, every searcher and cell has the same seeds done.
+    tasks = [(name, *cell, seed) for seed in range(args.seeds) for cell in cells() for name in SEARCHERS]
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "searchers.runs.jsonl"
     if args.report_only:
         runs = [json.loads(line) for line in runs_path.read_text().splitlines()]
     else:
         runs = run_sweeps(tasks, runs_path, args.workers)
-    # Only seeds every searcher finished in every setting are compared.
+    # Only seeds every searcher finished in every cell are compared.
     per_seed: dict[int, int] = {}
     for r in runs:
         per_seed[r["seed"]] = per_seed.get(r["seed"], 0) + 1
-    complete = {seed for seed, n in per_seed.items() if n == len(SEARCHERS) * len(SHAPES) * len(DIMS) * len(CONCURRENCY)}
+    complete = {seed for seed, n in per_seed.items() if n == len(SEARCHERS) * len(cells())}
     runs = [r for r in runs if r["seed"] in complete]
     latency = [botorch_latency(d, args.latency_suggestions) for d in DIMS]
     summary = summarise(runs)
-    botorch_times = np.concatenate([r["suggest_seconds"][N_INIT:] for r in runs if r["searcher"] == "botorch"])
+    botorch_times = [t for r in runs if r["searcher"] == "botorch" for t in r["suggest_seconds"][N_INIT:]]
     meta = {
         "trials": TRIALS,
         "n_init": N_INIT,
         "noise_sd": NOISE_SD,
+        "hetero_sd": HETERO_SD,
+        "prompts": PROMPTS,
         "seeds": len(complete),
-        "command": "python " + " ".join(["tests/benchmarks/searchers.py", *sys.argv[1:]]),
+        "command": "python "
+        + " ".join(["tests/benchmarks/searchers.py", *(sys.argv[1:] if argv is None else argv)]),
         "minutes": (time.time() - started) / 60,
         "cpus": os.cpu_count(),
         "load_at_start": load_at_start,
         "python": platform.python_version(),
-        "botorch_gp_suggestion_wall_p50_in_sweeps": float(np.percentile(botorch_times, 50)),
-        "botorch_gp_suggestion_wall_p95_in_sweeps": float(np.percentile(botorch_times, 95)),
+        "botorch_gp_suggestion_wall_p50_in_sweeps": float(np.percentile(botorch_times, 50))
+        if botorch_times
+        else 0.0,
+        "botorch_gp_suggestion_wall_p95_in_sweeps": float(np.percentile(botorch_times, 95))
+        if botorch_times
+        else 0.0,
     }
     (args.out / "searchers.json").write_text(
         json.dumps({"meta": meta, "summary": summary, "latency": latency, "runs": runs}, indent=1)

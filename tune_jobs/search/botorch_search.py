@@ -134,7 +134,7 @@ class BoTorchSearcher(HistorySearcher):
                 model,
                 x,
                 pending,
-                gp.raw_candidates(self.space, x, y, self.raw_samples, seed),
+                gp.raw_candidates(self.space, x, gp.posterior_mean_sd(model, x)[0], self.raw_samples, seed),
                 bounds,
                 num_sources=self.space.num_sources,
                 num_restarts=self.num_restarts,

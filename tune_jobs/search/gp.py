@@ -109,19 +109,46 @@ def hyperparameters_of(model: SingleTaskGP) -> Hyperparameters:
     return {k: v.detach().tolist() for k, v in model.named_parameters()}
 
 
-def raw_candidates(space: SearchSpace, x: np.ndarray, y: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` Sobol points on the space plus Dirichlet jitter around the best observed points: ``(m, D)``.
+def simplex_corners(d: int) -> np.ndarray:
+    """The ``d`` vertices and ``d (d - 1) / 2`` edge midpoints of the simplex: ``(d (d + 1) / 2, d)``.
 
-    Drawn here rather than by BoTorch's hit-and-run polytope sampler, which costs seconds per
-    suggestion; the uniform map onto the simplex (:meth:`SearchSpace.from_unit`) makes the Sobol
-    points cover it evenly. ``x`` ``(n, D)`` and ``y`` ``(n,)`` are the observations.
+    Uniform points almost never come near them, yet one or two sources alone (the sparse baseline,
+    a single attribution source) are natural optima of a mixing weight.
+    """
+    eye = np.eye(d)
+    midpoints = [(eye[i] + eye[j]) / 2 for i in range(d) for j in range(i + 1, d)]
+    return np.concatenate([eye, np.array(midpoints).reshape(-1, d)])
+
+
+def posterior_mean_sd(model: SingleTaskGP, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior mean ``(m,)`` and sd ``(m,)`` of the objective (not of an observation) at ``x`` ``(m, D)``."""
+    with torch.no_grad():
+        posterior = model.posterior(torch.as_tensor(x, dtype=torch.float64))
+        mean = posterior.mean.squeeze(-1).numpy()
+        sd = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1).numpy()
+    return mean, sd
+
+
+def raw_candidates(
+    space: SearchSpace, x: np.ndarray, scores: np.ndarray, count: int, seed: int
+) -> np.ndarray:
+    """Points that pick the acquisition optimiser's starts: ``(m, D)``.
+
+    ``count`` Sobol points on the space, the simplex's corners (:func:`simplex_corners`), and
+    Dirichlet jitter around the observed points ``x`` ``(n, D)`` with the best ``scores`` ``(n,)``
+    (the posterior mean, so that a lucky noisy value does not draw the local search). Drawn here
+    rather than by BoTorch's hit-and-run polytope sampler, which costs seconds per suggestion; the
+    uniform map onto the simplex (:meth:`SearchSpace.from_unit`) makes the Sobol points cover it evenly.
     """
     unit = sobol_unit(space.unit_dim, count, seed)  # (count, d - 1 + k)
     vectors = [space.to_vector(space.from_unit(u)) for u in unit]
-    rng = np.random.default_rng(seed)
     d = space.num_sources
+    for i, corner in enumerate(simplex_corners(d)):
+        # Knobs of the corners: those of the Sobol points, in turn.
+        vectors.append(np.concatenate([corner, vectors[i % count][d:]]))
+    rng = np.random.default_rng(seed)
     low, high = space.bounds[:, d:]
-    for best in x[np.argsort(-y)[:LOCAL_CENTRES]]:
+    for best in x[np.argsort(-scores)[:LOCAL_CENTRES]]:
         for _ in range(LOCAL_SAMPLES):
             jitter = best.copy()
             # The 0.1 keeps every source reachable from a centre on a face of the simplex.

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from tune_jobs.search import gp
 from tune_jobs.search.space import SearchSpace
@@ -123,10 +122,7 @@ def recommend(
     try:
         with gp.bounded_torch(1, seed):
             model = gp.fit_gp(x, y, space.bounds, yvar=None if sem is None else sem**2)
-            with torch.no_grad():
-                posterior = model.posterior(torch.as_tensor(x, dtype=torch.float64))
-                mean = posterior.mean.squeeze(-1).numpy()  # (n,)
-                sd = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1).numpy()  # (n,)
+            mean, sd = gp.posterior_mean_sd(model, x)  # (n,), (n,)
     except (ModelFittingError, RuntimeError, ValueError) as error:  # a failed optimiser or Cholesky
         return fallback(f"the GP fit failed: {error}")
     if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))):
