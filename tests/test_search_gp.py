@@ -62,12 +62,20 @@ def test_fit_gp_learns_the_bump_and_restarts_from_hyperparameters(space: SearchS
 def test_raw_candidates_lie_on_the_space_and_near_the_best(space: SearchSpace) -> None:
     x, y = observed(space, 8)
     candidates = gp.raw_candidates(space, x, y, count=32, seed=0)
-    assert candidates.shape == (32 + 6 + gp.LOCAL_CENTRES * gp.LOCAL_SAMPLES, 3)
+    faces = 32 // gp.FACE_FRACTION
+    assert candidates.shape == (32 + 6 + faces + gp.LOCAL_CENTRES * gp.LOCAL_SAMPLES, 3)
     np.testing.assert_allclose(candidates.sum(axis=1), 1.0, atol=1e-9)
     assert np.all(candidates >= 0)
     np.testing.assert_array_equal(candidates[32:35], np.eye(3))  # the vertices, then the edge midpoints
     np.testing.assert_array_equal(candidates[35], [0.5, 0.5, 0.0])
-    local = candidates[38 : 38 + gp.LOCAL_SAMPLES]
+    assert np.any((candidates[38 : 38 + faces] > 0).sum(axis=1) == 2)
+    six = SearchSpace(("sparse", "attention", "redistribution", "shap", "lime", "gradient"))
+    wide = gp.raw_candidates(six, np.zeros((0, 6)), np.zeros(0), count=64, seed=0)
+    sizes = (wide[64 + 21 : 64 + 21 + 64 // gp.FACE_FRACTION] > 0).sum(
+        axis=1
+    )  # after 6 vertices, 15 midpoints
+    assert set(sizes.tolist()) == {2, 3}
+    local = candidates[38 + faces : 38 + faces + gp.LOCAL_SAMPLES]
     assert np.median(np.abs(local - x[np.argmax(y)]).max(axis=1)) < 0.1
 
 

@@ -25,6 +25,8 @@ LOCAL_CENTRES = 3
 """Best observed points around which acquisition restarts are also sought."""
 LOCAL_SAMPLES = 32
 """Jittered points drawn around each of them."""
+FACE_FRACTION = 4
+"""One raw candidate on a low-dimensional face per this many Sobol points."""
 JITTER_CONCENTRATION = 50.0
 """Dirichlet concentration of the jitter: keeps it within a few hundredths of the centre's weights."""
 
@@ -134,8 +136,9 @@ def raw_candidates(
 ) -> np.ndarray:
     """Points that pick the acquisition optimiser's starts: ``(m, D)``.
 
-    ``count`` Sobol points on the space, the simplex's corners (:func:`simplex_corners`), and
-    Dirichlet jitter around the observed points ``x`` ``(n, D)`` with the best ``scores`` ``(n,)``
+    ``count`` Sobol points on the space, the simplex's corners (:func:`simplex_corners`),
+    ``count // FACE_FRACTION`` uniform points on random faces of 2 or 3 sources (interior points
+    almost never come near a face, where few sources share the weight), and Dirichlet jitter around the observed points ``x`` ``(n, D)`` with the best ``scores`` ``(n,)``
     (the posterior mean, so that a lucky noisy value does not draw the local search). Drawn here
     rather than by BoTorch's hit-and-run polytope sampler, which costs seconds per suggestion; the
     uniform map onto the simplex (:meth:`SearchSpace.from_unit`) makes the Sobol points cover it evenly.
@@ -147,6 +150,11 @@ def raw_candidates(
         # Knobs of the corners: those of the Sobol points, in turn.
         vectors.append(np.concatenate([corner, vectors[i % count][d:]]))
     rng = np.random.default_rng(seed)
+    for i in range(count // FACE_FRACTION):
+        face = rng.choice(d, size=min(int(rng.integers(2, 4)), d), replace=False)
+        weights = np.zeros(d)
+        weights[face] = rng.dirichlet(np.ones(len(face)))
+        vectors.append(np.concatenate([weights, vectors[i][d:]]))
     low, high = space.bounds[:, d:]
     for best in x[np.argsort(-scores)[:LOCAL_CENTRES]]:
         for _ in range(LOCAL_SAMPLES):
