@@ -68,3 +68,47 @@ def test_sweep_of_12_trials_with_a_failure(ray_local: None, tiny_config: Config,
     assert [r.status for r in restored.records()] == [r.status for r in records]
     values = [r.value for r in records if r.status == "completed"]
     assert np.allclose([r.value for r in restored.records("completed")], values)
+
+
+def epochs_trainable(config: dict[str, Any]) -> None:
+    """Four 'epochs' whose value rises with the epoch, reporting `epoch` as the real trainable does."""
+    distance = sum((config[WEIGHTS_KEY][s] - t) ** 2 for s, t in TARGET.items())
+    for epoch in range(1, 5):
+        tune.report({"val_reward": -distance + 0.1 * epoch, "val_reward_sem": 0.01, "epoch": epoch})
+
+
+@pytest.mark.timeout(600)
+def test_asha_stopped_trials_stay_out_of_the_gp(ray_local: None, tiny_config: Config, tmp_path: Path) -> None:  # noqa: F811
+    from ray.tune.schedulers import ASHAScheduler
+
+    config = tiny_config.with_overrides(
+        {"search.searcher": "botorch", "search.n_init": 4, "search.max_concurrent": 2, "ppo.epochs": 4}
+    )
+    limiter = make_searcher(config)
+    searcher = limiter.searcher
+    searcher.num_restarts, searcher.raw_samples, searcher.mc_samples, searcher.maxiter = 2, 64, 32, 30
+    tuner = tune.Tuner(
+        tune.with_resources(epochs_trainable, {"cpu": 1}),
+        tune_config=tune.TuneConfig(
+            metric="val_reward",
+            mode="max",
+            search_alg=limiter,
+            scheduler=ASHAScheduler(
+                time_attr="training_iteration", max_t=4, grace_period=1, reduction_factor=2
+            ),
+            num_samples=10,
+        ),
+        run_config=tune.RunConfig(name="asha", storage_path=str(tmp_path), verbose=0),
+    )
+    results = tuner.fit()
+
+    last_epochs = [r.metrics["epoch"] for r in results]
+    records = searcher.records()
+    assert len(records) == 10
+    stopped = [r for r in records if r.status == "stopped"]
+    assert stopped, "ASHA stopped no trial"
+    assert all(r.epoch < 4 for r in stopped)
+    assert sorted(r.epoch for r in records) == sorted(last_epochs)
+    _, y, yvar = searcher.observations()
+    assert len(y) == last_epochs.count(4)
+    np.testing.assert_allclose(yvar, 1e-4)
