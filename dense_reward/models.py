@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from dense_reward.builtin.registry import UnknownBuiltinError, model_entry, resolve_model
-from dense_reward.config import Config, LoraSpec, ModelSpec, RewardModelSpec
+from dense_reward.config import Config, LoraSpec, ModelsConfig, ModelSpec, RewardModelSpec
 from dense_reward.errors import UserError
 
 
@@ -76,6 +76,14 @@ def _looks_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
 
 
+def model_specs(models: ModelsConfig) -> list[tuple[str, ModelSpec]]:
+    """``(field, spec)`` of every model the `models` section configures, e.g. ``("models.policy", spec)``."""
+    specs = [("models.policy", models.policy), ("models.reward", models.reward)]
+    if models.reference is not None:
+        specs.append(("models.reference", models.reference))
+    return specs
+
+
 def check_model_paths(config: Config) -> list[str]:
     """Check, without loading anything, that the config's model paths can be found; one note per model.
 
@@ -89,12 +97,8 @@ def check_model_paths(config: Config) -> list[str]:
     Raises:
         ModelLoadError: one line naming every path that cannot be found.
     """
-    models = config.models
-    specs = [("models.policy", models.policy), ("models.reward", models.reward)]
-    if models.reference is not None:
-        specs.append(("models.reference", models.reference))
     notes, problems = [], []
-    for field, spec in specs:
+    for field, spec in model_specs(config.models):
         path = spec.path
         if path.startswith("builtin:"):
             try:

@@ -28,11 +28,11 @@ import numpy as np
 from torch import nn
 
 from dense_reward.attribution.align import policy_token_offsets
+from dense_reward.builtin.registry import gold_scorer
 from dense_reward.config import Config, ModelsConfig, PPOConfig
 from dense_reward.data import load_prompts
-from dense_reward.builtin.registry import gold_scorer
 from dense_reward.evaluation import evaluate
-from dense_reward.models import load_policy, load_reference
+from dense_reward.models import load_policy, load_reference, model_specs, resolve_model_path
 from dense_reward.ppo.trainer import PPOTrainer, RewardFn, seed_everything
 from dense_reward.ppo.value import load_critic
 from dense_reward.reward_model import RewardModel
@@ -61,7 +61,13 @@ class PolicyModels:
 
 
 def load_models(models: ModelsConfig, seed: int) -> PolicyModels:
-    """Load policy, reference and critic as the `models` section says; LoRA and head init seeded by `seed`."""
+    """Load policy, reference and critic as the `models` section says; LoRA and head init seeded by `seed`.
+
+    `builtin:` models are built before seeding: building one draws random numbers, and a run must not
+    depend on whether its models were already in the cache.
+    """
+    for field, spec in model_specs(models):
+        resolve_model_path(spec.path, f"{field}.path")
     seed_everything(seed)
     policy, tokenizer = load_policy(models.policy, models.lora)
     reference = load_reference(policy, models.reference)

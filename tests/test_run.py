@@ -93,3 +93,14 @@ def test_a_missing_run_state_is_a_clear_error(tmp_path) -> None:
         read_run_state(tmp_path)
     (tmp_path / RUN_STATE_FILE).write_text(json.dumps({"epoch": 1}))
     assert read_run_state(tmp_path)["epoch"] == 1
+
+
+def test_a_run_does_not_depend_on_whether_its_builtin_models_were_cached(tiny_config, tmp_path, monkeypatch) -> None:
+    """Building a `builtin:` model draws random numbers; seeded init (the critic's head) must not see them."""
+    monkeypatch.setenv("DENSE_REWARD_CACHE", str(tmp_path / "cache"))
+    runs = []
+    for _ in range(2):  # the first builds the models, the second loads them from the cache
+        run = Run(tiny_config, {"attention": 0.5, "sparse": 0.5})
+        metrics = run.train_epoch(1)
+        runs.append((metrics["loss"], metrics["value_loss"], run.evaluate()["val_reward"]))
+    assert runs[0] == runs[1]

@@ -13,14 +13,7 @@ import torch
 from torch import nn
 
 from dense_reward.config import ConfigError, LoraSpec, ModelSpec
-from dense_reward.models import (
-    ModelLoadError,
-    add_lora,
-    load_tokenizer,
-    pick_device,
-    pick_dtype,
-    resolve_model_path,
-)
+from dense_reward.models import add_lora, load_pretrained, load_tokenizer
 
 
 class ValueHead(nn.Module):
@@ -74,17 +67,7 @@ def load_critic(
                 f"models.value.init: 'reward' needs a reward model with the policy's tokenizer, but "
                 f"{reward_spec.path!r} has a different vocabulary; use models.value.init: policy"
             )
-    device = pick_device(spec.device)
-    try:
-        backbone = AutoModel.from_pretrained(
-            resolve_model_path(spec.path, field),
-            revision=spec.revision,
-            dtype=pick_dtype(spec.dtype, device, trained=True),
-            trust_remote_code=spec.trust_remote_code,
-        )
-    except OSError as error:
-        raise ModelLoadError(f"{field}: cannot load a critic backbone from {spec.path!r}: {error}") from None
-    backbone = backbone.to(device)
+    backbone = load_pretrained(AutoModel, spec, field, trained=True)
     if lora is not None and lora.enabled:
         backbone = add_lora(backbone, lora, task_type="FEATURE_EXTRACTION")
     return Critic(backbone, backbone.config.hidden_size)

@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from dense_reward.builtin.demo.gold import word_credit
-from dense_reward.builtin.demo.prompts import load_demo_prompts
 from scipy.stats import spearmanr
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.align import align_credit
+from dense_reward.builtin.demo.gold import word_credit
+from dense_reward.builtin.demo.prompts import load_demo_prompts
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.data import format_prompt
 from dense_reward.models import load_policy

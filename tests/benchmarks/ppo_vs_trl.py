@@ -335,7 +335,6 @@ def main() -> int:
 
     sys.path.insert(0, str(ROOT))
     from dense_reward.builtin.tiny import corpus
-
     from dense_reward.models import resolve_model_path
 
     with tempfile.TemporaryDirectory() as scratch:
