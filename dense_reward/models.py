@@ -16,6 +16,7 @@ import torch
 from dense_reward.builtin.registry import UnknownBuiltinError, model_entry, resolve_model
 from dense_reward.config import Config, LoraSpec, ModelsConfig, ModelSpec, RewardModelSpec
 from dense_reward.errors import UserError
+from dense_reward.reward_checks import position_limit
 
 
 class ModelLoadError(UserError):
@@ -117,6 +118,11 @@ def check_model_paths(config: Config) -> list[str]:
                 problems.append(str(_custom_code_error(spec, field)))
             else:
                 notes.append(f"{field}.path: local folder {folder} found")
+                if field == "models.reward":
+                    try:
+                        notes.append(check_reward_length(spec, field))
+                    except ModelLoadError as error:
+                        problems.append(str(error))
         else:
             revision = f" at revision {spec.revision!r}" if spec.revision else ""
             notes.append(
@@ -170,6 +176,32 @@ def _pretrained(loader, spec: ModelSpec, field: str, what: str, **kwargs):
         raise ModelLoadError(
             f"{field}.path: cannot load {what} {spec.path!r}: {type(error).__name__}: {_one_line(error)}"
         ) from None
+
+
+def check_reward_length(spec: RewardModelSpec, field: str = "models.reward") -> str:
+    """Refuse a ``max_length`` beyond the reward model's position limit, reading only its config and tokenizer.
+
+    Loading caps it with a warning (`reward_checks.capped_max_length`); a check before any trial refuses
+    it instead, so the config says what the model really reads.
+
+    Returns:
+        A note naming the limit, e.g. ``models.reward.max_length: 512 fits the 512 positions of 'rm'``.
+
+    Raises:
+        ModelLoadError: naming ``<field>.max_length``, the value and the limit.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    model_config = _pretrained(AutoConfig, spec, field, "the config of")
+    limit = position_limit(model_config, _pretrained(AutoTokenizer, spec, field, "the tokenizer of"))
+    if limit is None:
+        return f"{field}.max_length: {spec.path!r} states no position limit; {spec.max_length} not checked"
+    if spec.max_length > limit:
+        raise ModelLoadError(
+            f"{field}.max_length: {spec.max_length} is above the {limit} positions {spec.path!r} takes; "
+            f"set it to {limit} or less"
+        )
+    return f"{field}.max_length: {spec.max_length} fits the {limit} positions of {spec.path!r}"
 
 
 def load_pretrained(loader, spec: ModelSpec, field: str, trained: bool = False, **kwargs) -> torch.nn.Module:
@@ -271,3 +303,12 @@ def add_lora(model, lora: LoraSpec, task_type: str):
     except ValueError as error:
         # peft raises ValueError for target modules the model lacks or that LoRA cannot adapt.
         raise ModelLoadError(f"models.lora.target_modules: {_one_line(error)}") from None
+
+
+def is_peft_model(model: torch.nn.Module) -> bool:
+    """True when `model` carries peft adapters (its reference is then itself with adapters disabled)."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)

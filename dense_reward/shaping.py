@@ -274,6 +274,6 @@ def explainer_options(shaping: ShapingConfig, seed: int = 0) -> dict[str, dict[s
     """Per-source options from the `shaping` section (``shap.max_evals``, ``lime.num_samples``, seeds, ...)."""
     return {
         "attention": {"query": shaping.attention_query},
-        "shap": {"max_evals": shaping.shap.max_evals},
+        "shap": {"max_evals": shaping.shap.max_evals, "seed": seed},
         "lime": {"num_samples": shaping.lime.num_samples, "seed": seed},
     }

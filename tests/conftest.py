@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 
 from dense_reward.config import ModelSpec, RewardModelSpec
+from tests.support.paths import TINY_CONFIG
 from tune_jobs.config import SweepConfig, load_sweep_config
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="session", autouse=True)

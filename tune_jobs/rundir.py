@@ -5,10 +5,13 @@ Layout of a run dir (default ``./runs/<name>``; Ray's ``storage_path`` unless
 
     sweep.json       the manifest: config, Ray experiment path, MLflow URI / experiment / parent run id
     tune/            Ray's experiment: searcher state, one folder per trial with its checkpoints
+    confirm/         the confirmation re-runs (``search.confirm_top_k`` > 0), a Ray experiment like tune/
+    confirmation.json  the confirmation plan (candidates, fresh seeds), written before any re-run starts
     mlflow.db        the embedded MLflow store (when no tracking URI is set) ...
     mlartifacts/     ... with its artifacts beside it
     results.csv      the trial table, written at the end of the sweep
     plots/           BO convergence and weights plots
+    final/<run id>/  each `dense-reward final` run's model (a Hugging Face folder), by its MLflow run id
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from tune_jobs.trainable import FaultHook, TrialSetup, train_trial
 def preflight(config: SweepConfig) -> None:
     """Fail on bad models or prompts now, with one clear error, rather than in every trial."""
     from dense_reward.data import load_prompts
-    from dense_reward.models import load_tokenizer, resolve_model_path
+    from dense_reward.models import check_reward_length, load_tokenizer, resolve_model_path
     from tune_jobs.search import make_searcher
 
     make_searcher(config)
@@ -60,6 +60,7 @@ def preflight(config: SweepConfig) -> None:
     resolve_model_path(config.models.reward.path, "models.reward.path")
     if config.models.reference is not None:
         resolve_model_path(config.models.reference.path, "models.reference.path")
+    check_reward_length(config.models.reward)
     tokenizer = load_tokenizer(config.models.policy, "models.policy", padding_side="left")
     splits = load_prompts(config.data, tokenizer)
     if not splits.train:

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from dense_reward.config import PPOConfig
+from dense_reward.models import is_peft_model
 from dense_reward.ppo import checkpoint
 from dense_reward.ppo.losses import (
     entropy_from_logits,
@@ -53,6 +54,7 @@ from dense_reward.ppo.rollout import (
     sequence_inputs,
     token_logprobs,
 )
+from dense_reward.ppo.schedule import lr_lambda
 from dense_reward.ppo.value import ValueHead
 
 if TYPE_CHECKING:
@@ -67,31 +69,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def is_peft_model(model: nn.Module) -> bool:
-    """True when `model` carries peft adapters (its reference is then itself with adapters disabled)."""
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(model, PeftModel)
-
-
-def lr_lambda(warmup_steps: int, total_steps: int | None, schedule: str) -> Callable[[int], float]:
-    """LR multiplier per optimiser step: linear warm-up, then constant, linear or cosine decay to 0."""
-
-    def multiplier(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        if schedule == "constant" or total_steps is None:
-            return 1.0
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if schedule == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return multiplier
 
 
 class PPOTrainer:

@@ -17,7 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_sweep_config(args.file)
     if args.action == "validate":
+        from dense_reward.models import check_model_paths
+
+        notes = check_model_paths(config)
         print(f"{args.file}: valid ({config.name}: {len(config.shaping.sources)} sources, {config.search.trials} trials)")
+        for note in notes:
+            print(f"  {note}")
     else:
         print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return 0

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 from ray import tune
-from ray_fixtures import ray_local  # noqa: F401
 
+from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs.config import SweepConfig as Config
 from tune_jobs.search import BoTorchSearcher, make_searcher
 from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dense_reward.viz import HeatmapSection, heatmap_page, terminal_heatmap, token_labels, write_heatmap_png
-from tests.conftest import TINY_CONFIG
+from tests.support.paths import TINY_CONFIG
 from tune_jobs.cli import main
 
 

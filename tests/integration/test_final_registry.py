@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from ray_fixtures import ray_local  # noqa: F401
 
-from tests.conftest import TINY_CONFIG
+from tests.support.paths import TINY_CONFIG
+from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs import tracking
 from tune_jobs.cli import main
 from tune_jobs.config import load_sweep_config

@@ -10,15 +10,16 @@ import pytest
 import yaml
 
 from dense_reward.config import Config, ConfigError
+from tests.support.paths import CONFIGS as ROOT_CONFIGS
+from tests.support.paths import TINY_CONFIG
 from tune_jobs.config import load_sweep_config as load_config
 from tune_jobs.config import validate_sweep_config as validate_config
 
-ROOT_CONFIGS = Path(__file__).resolve().parents[1] / "tune_jobs" / "configs"
 CONFIGS = sorted(ROOT_CONFIGS.glob("*.yaml"))
 
 
 def _tiny_dict() -> dict:
-    return yaml.safe_load((Path(__file__).resolve().parents[1] / "tune_jobs/configs/tiny.yaml").read_text())
+    return yaml.safe_load(TINY_CONFIG.read_text())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -20,6 +20,7 @@ from dense_reward.models import (
     load_tokenizer,
     resolve_model_path,
 )
+from tests.support.paths import TINY_CONFIG
 
 CUSTOM_MODULE = textwrap.dedent(
     """
@@ -237,3 +238,32 @@ def test_cuda_device_is_used_or_refused_clearly(tiny_policy_spec) -> None:
     else:
         with pytest.raises(ModelLoadError, match="CUDA is not available"):
             load_policy(spec)
+
+
+def test_a_reward_max_length_past_the_position_limit_is_refused_before_any_trial(tmp_path: Path, tiny_rm_spec) -> None:
+    """`config validate` and the sweep's pre-flight refuse it (loading alone would only cap it)."""
+    import yaml
+
+    from tune_jobs.cli import main
+    from tune_jobs.config import load_sweep_config
+    from tune_jobs.sweep import preflight
+
+    folder = tmp_path / "rm"
+    shutil.copytree(resolve_model_path(tiny_rm_spec.path), folder)
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    data["models"]["reward"] = {"path": str(folder), "max_length": 2000}
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump(data))
+    expected = f"models.reward.max_length: 2000 is above the 512 positions '{folder}' takes; set it to 512 or less"
+    with pytest.raises(ModelLoadError) as caught:
+        check_model_paths(load_sweep_config(path))
+    assert str(caught.value) == expected
+    with pytest.raises(ModelLoadError, match=r"^models\.reward\.max_length: 2000"):
+        preflight(load_sweep_config(path))
+    assert main(["config", "validate", str(path)]) == 2
+
+    data["models"]["reward"]["max_length"] = 256
+    path.write_text(yaml.safe_dump(data))
+    assert f"models.reward.max_length: 256 fits the 512 positions of '{folder}'" in check_model_paths(
+        load_sweep_config(path)
+    )

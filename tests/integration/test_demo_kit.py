@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ray_fixtures import ray_local  # noqa: F401
 
 from dense_reward.builtin.demo import DEMO_PROMPTS_PATH
 from dense_reward.builtin.demo.gold import gold_reward, word_credit
 from dense_reward.builtin.demo.prompts import load_demo_prompts
 from dense_reward.errors import UserError
+from tests.support.ray_fixtures import ray_local  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.paths import ROOT
 from tune_jobs.config import load_sweep_config
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CLUSTER = ROOT / "cluster"
 DOCKER = ROOT / "docker"

@@ -27,9 +27,9 @@ import yaml
 
 from dense_reward.config import Config
 from dense_reward.errors import UserError
+from tests.support.paths import ROOT
 from tune_jobs import submit
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
 

@@ -1,7 +1,7 @@
 """Pieces of final training that need no sweep: the saved Hugging Face folder, argument checks.
 
 The whole `dense-reward final` path (best checkpoint -> PPO -> registered model version) runs in
-tests/test_sweep_e2e.py on a real sweep.
+tests/e2e/test_sweep_e2e.py on a real sweep.
 """
 
 from __future__ import annotations

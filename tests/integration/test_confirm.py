@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from driver_faults import cli, complete_checkpoints, driver_env, kill_session
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from ray.tune import ExperimentAnalysis
 from ray.tune.search import Searcher
-from ray_fixtures import ray_local  # noqa: F401
 from rich.console import Console
 from scipy import stats
 
 from dense_reward.config import ConfigError
 from dense_reward.run import read_run_state
-from tests.conftest import TINY_CONFIG
+from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session
+from tests.support.paths import TINY_CONFIG
+from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs import tracking
 from tune_jobs.cli import main
 from tune_jobs.config import SweepConfig, load_sweep_config
@@ -379,7 +379,7 @@ def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
         # Ray records its experiment at every step here, so the re-run in flight at the kill is in its
-        # record; what happens when the record lags is tests/test_trial_resume.py's subject.
+        # record; what happens when the record lags is tests/integration/test_trial_resume.py's subject.
         env=driver_env(TUNE_GLOBAL_CHECKPOINT_S="0"),
         start_new_session=True,
     )

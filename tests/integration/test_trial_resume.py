@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from driver_faults import cli, complete_checkpoints, driver_env, kill_session
 from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from dense_reward.run import read_run_state
-from tests.conftest import TINY_CONFIG
+from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session
+from tests.support.paths import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.results import load_results
 from tune_jobs.rundir import read_manifest

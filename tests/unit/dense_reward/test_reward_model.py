@@ -11,27 +11,12 @@ import torch
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.models import ModelLoadError, load_tokenizer
 from dense_reward.reward_model import PADDING_BUDGET, RewardModel
+from tests.support.reward_models import tiny_causal_reward_model
 
 
 @pytest.fixture(scope="module")
 def reward_model(tiny_rm_spec: RewardModelSpec) -> RewardModel:
     return RewardModel.from_spec(tiny_rm_spec)
-
-
-def tiny_causal_reward_model(batch_size: int = 64) -> RewardModel:
-    """A 2-layer GPT-2 with a `score` head (a causal RM), on the tiny policy tokenizer."""
-    from transformers import GPT2Config, GPT2ForSequenceClassification
-
-    tokenizer = load_tokenizer(ModelSpec(path="builtin:tiny-gpt2"), padding_side="right")
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2, num_labels=1,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    config._attn_implementation = "eager"
-    model = GPT2ForSequenceClassification(config).eval().requires_grad_(False)
-    spec = RewardModelSpec(path="tiny-causal-rm", batch_size=batch_size, max_length=config.n_positions)
-    return RewardModel(model, tokenizer, spec)
 
 
 def test_response_tokens_and_offsets(reward_model: RewardModel) -> None:

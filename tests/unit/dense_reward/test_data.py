@@ -11,8 +11,9 @@ import pytest
 from dense_reward.config import DataConfig
 from dense_reward.data import DataError, hh_messages, hh_prompt, load_prompts
 from dense_reward.models import load_tokenizer
+from tests.support.paths import ROOT
 
-FIXTURES = Path(__file__).parent / "fixtures" / "data"
+FIXTURES = ROOT / "tests" / "fixtures" / "data"
 
 
 def test_hh_rlhf_prompt_is_dialogue_up_to_last_assistant() -> None:

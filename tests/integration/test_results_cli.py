@@ -14,7 +14,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from tests.conftest import TINY_CONFIG
+from tests.support.paths import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.cli import main
 from tune_jobs.console import print_comparison, print_summary, render_table

@@ -11,7 +11,7 @@ import pytest
 
 from dense_reward.run import RUN_STATE_FILE, Run, epoch_batches, read_run_state
 from dense_reward.simplex import WeightsError
-from tests.conftest import TINY_CONFIG
+from tests.support.paths import TINY_CONFIG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
+from tests.support.paths import BENCHMARKS
 
 
 def load_script(name: str) -> ModuleType:

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 
 from dense_reward.attribution import EXPLAINERS, Explainer, ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.attention import AttentionUnavailableError
@@ -27,52 +24,8 @@ from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
 from dense_reward.simplex import SOURCES
-
-PUNCTUATION = [".", ",", "!", "?"]
-
-
-def word_level_tokenizer() -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    vocab = {token: i for i, token in enumerate(special + sorted(set(WORDS)) + PUNCTUATION)}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-
-
-class AdditiveRewardModel(torch.nn.Module):
-    """score(ids) = sum_t head(embed(ids_t)) over real tokens: additive in the tokens."""
-
-    def __init__(self, vocab_size: int, zero_ids: list[int], hidden: int = 8, seed: int = 0) -> None:
-        super().__init__()
-        generator = torch.Generator().manual_seed(seed)
-        self.embed = torch.nn.Embedding(vocab_size, hidden)
-        self.head = torch.nn.Linear(hidden, 1, bias=False)
-        with torch.no_grad():
-            self.embed.weight.copy_(torch.randn(vocab_size, hidden, generator=generator))
-            self.embed.weight[zero_ids] = 0.0
-            self.head.weight.copy_(torch.randn(1, hidden, generator=generator))
-        self.requires_grad_(False)
-
-    def get_input_embeddings(self) -> torch.nn.Embedding:
-        return self.embed
-
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=False):
-        embeds = self.embed(input_ids) if inputs_embeds is None else inputs_embeds  # (B, T, H)
-        per_token = self.head(embeds)[..., 0] * attention_mask  # (B, T)
-        return SimpleNamespace(logits=per_token.sum(dim=1, keepdim=True))
-
-    def token_values(self, ids: list[int]) -> np.ndarray:
-        with torch.no_grad():
-            return self.head(self.embed(torch.tensor(ids)))[:, 0].double().numpy()
+from tests.support.paths import BENCHMARKS
+from tests.support.reward_models import AdditiveRewardModel, tiny_causal_reward_model, word_level_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +146,6 @@ def test_batcher_raises_the_error_of_the_first_failing_task(additive) -> None:
 
 
 def test_causal_redistribution_uses_one_forward_and_matches_prefixes(policy_tokenizer) -> None:
-    from tests.test_reward_model import tiny_causal_reward_model
 
     reward_model = tiny_causal_reward_model()
     batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)
@@ -246,7 +198,7 @@ def test_every_source_on_tiny_models_in_a_ppo_batch(tiny_rm_spec, policy_tokeniz
 
 @pytest.mark.timeout(300)
 def test_benchmark_runs_at_a_tiny_size(tmp_path) -> None:
-    path = Path(__file__).resolve().parent / "benchmarks" / "attribution.py"
+    path = BENCHMARKS / "attribution.py"
     spec = importlib.util.spec_from_file_location("attribution_benchmark", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -264,7 +216,6 @@ def test_benchmark_runs_at_a_tiny_size(tmp_path) -> None:
 
 
 def test_every_source_on_a_causal_reward_model(policy_tokenizer) -> None:
-    from tests.test_reward_model import tiny_causal_reward_model
 
     reward_model = tiny_causal_reward_model()
     batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)

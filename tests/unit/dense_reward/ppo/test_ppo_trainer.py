@@ -278,7 +278,7 @@ def test_gradient_accumulation_does_not_change_the_update(tiny_config: Config) -
 
 
 def test_lr_schedule_warms_up_then_decays() -> None:
-    from dense_reward.ppo.trainer import lr_lambda
+    from dense_reward.ppo.schedule import lr_lambda
 
     linear = lr_lambda(warmup_steps=2, total_steps=6, schedule="linear")
     assert [linear(s) for s in range(6)] == pytest.approx([1 / 3, 2 / 3, 1.0, 0.75, 0.5, 0.25])

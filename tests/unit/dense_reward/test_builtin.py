@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_import_graph import import_graph
 
 from dense_reward.builtin.cache import model_dir
 from dense_reward.builtin.demo.kit import build_kit, kit_names_in
@@ -21,6 +20,7 @@ from dense_reward.builtin.registry import (
     resolve_model,
 )
 from dense_reward.errors import UserError
+from tests.support.import_graph import import_graph
 
 
 def test_every_builtin_a_shipped_config_names_is_registered() -> None:

@@ -24,8 +24,7 @@ from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import NORMALIZERS, DenseReward, shape
 from dense_reward.simplex import SOURCES
-from tests.test_attribution import AdditiveRewardModel, word_level_tokenizer
-from tests.test_reward_model import tiny_causal_reward_model
+from tests.support.reward_models import AdditiveRewardModel, tiny_causal_reward_model, word_level_tokenizer
 
 OPTIONS = {"shap": {"max_evals": 12}, "lime": {"num_samples": 12}}
 EMOJI_REPLIES = [" Great job 👍 谢谢！", "👍谢谢", " Thanks 🙏🏽, naïve café", "好"]

@@ -1,19 +1,20 @@
 """A local Ray for tests: one small instance per session, auth off, shut down at the end.
 
-Use it with ``from ray_fixtures import ray_local  # noqa: F401`` in a test module and ask for the
-``ray_local`` fixture. It never runs ``ray stop`` (that would kill every Ray process of the user).
+Use it with ``from tests.support.ray_fixtures import ray_local  # noqa: F401`` in a test module and ask
+for the ``ray_local`` fixture. It never runs ``ray stop`` (that would kill every Ray process of the user).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+from tests.support.paths import ROOT
+
+TEST_FOLDERS = sorted({str(path.parent) for path in (ROOT / "tests").rglob("test_*.py")})
+"""Every folder that holds test modules: pytest imports each module by its bare name from its folder."""
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +26,8 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # A fresh local head turns token auth on by itself; every process must agree it is off.
     mp.setenv("RAY_AUTH_MODE", "disabled")
     mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    # Workers unpickle trainables defined in test modules by module name, so they need tests/ on the path.
-    python_path = os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # Workers unpickle trainables defined in test modules by module name, so they need the test folders on the path.
+    python_path = os.pathsep.join([*TEST_FOLDERS, str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     started = not ray.is_initialized()
     if started:
         ray.init(
