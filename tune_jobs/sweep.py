@@ -81,6 +81,11 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # A private local Ray runs without its dashboard (about 0.7 GB of processes); trials are watched in MLflow.
     private = {"include_dashboard": False} if address is None else {}
+    if address is None:
+        # Some of a private Ray's processes outlive a killed driver; the reaper ends them.
+        from tune_jobs.reaper import start_reaper
+
+        start_reaper()
     try:
         ray.init(address=address or "local", log_to_driver=False, configure_logging=False, **private)
     except (ConnectionError, ValueError, RuntimeError) as error:

@@ -10,7 +10,7 @@ numbers and differ only through their weights. This script measures what that bu
 - *a comparison*: the sd of ``val_reward(abc) - val_reward(sparse)``, paired on the same seed (CRN)
   against paired across different seeds (independent random numbers), from the same runs.
 
-Run by hand (about 25 minutes on 2 CPU cores at the default sizes; builds the demo kit on first use):
+Run by hand (about 15 minutes on 2 CPU cores at the default sizes; builds the demo kit on first use):
 
     .venv/bin/python tests/benchmarks/crn_noise.py --seeds 0 1 2 3
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests.support.driver_faults import kill_session, session_processes
 from tests.support.paths import TINY_CONFIG
 from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs import tracking
@@ -119,10 +119,15 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_pat
         finished_before = wait_for_finished_trial(run_dir, driver, timeout=600)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()
+        # The driver's reaper ends what its private Ray left (Ray's agents outlive a killed driver).
+        deadline = time.monotonic() + 30
+        while session_processes(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert session_processes(driver.pid) == [], "processes of the killed driver's Ray are still running"
     finally:
-        # The driver's private Ray shares its process group; end whatever of it survived the driver.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(driver.pid, signal.SIGKILL)
+        # The driver's private Ray joined its session (each worker in a process group of its own):
+        # end whatever of it survived the driver.
+        kill_session(driver.pid)
         log.close()
 
     manifest = read_manifest(run_dir)

@@ -29,18 +29,26 @@ def driver_env(**extra: str) -> dict[str, str]:
     return {**env, "RAY_AUTH_MODE": "disabled", **extra}
 
 
+def session_processes(session: int) -> list[int]:
+    """The pids of every process whose session id is `session` (Linux ``/proc``)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the command name: state, ppid, pgrp, session, ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
 def kill_session(session: int) -> None:
-    """SIGKILL every process whose session id is `session` (Linux ``/proc``), twice over for late children."""
+    """SIGKILL every process whose session id is `session`, twice over for late children."""
     for _ in range(2):
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                # Fields after the command name: state, ppid, pgrp, session, ...
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == session:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(stat.parent.name), signal.SIGKILL)
+        for pid in session_processes(session):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def complete_checkpoints(experiment: Path, name: str) -> list[Path]:
