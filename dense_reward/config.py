@@ -6,8 +6,9 @@ Unknown keys are rejected and every error names the full field path and the bad 
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -269,7 +270,19 @@ class Config(StrictSection):
 # --------------------------------------------------------------------------------------------------
 
 
-def _format_error(error: ValidationError, source: str) -> str:
+def _sibling_keys(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at ``loc[:-1]`` of `schema` accepts (empty when it is not a config section)."""
+    model: Any = schema
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        candidates = [field.annotation, *get_args(field.annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _format_error(error: ValidationError, source: str, schema: type[BaseModel]) -> str:
     lines = []
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "<top level>"
@@ -278,7 +291,9 @@ def _format_error(error: ValidationError, source: str) -> str:
             message = "a sweep section, not read by the library's Config; load a sweep file with " \
                 "tune_jobs.config.load_sweep_config (or SweepConfig.library_config() for the library's part)"
         elif kind == "extra_forbidden":
-            message = "unknown key (check the spelling; see `dense-reward config show`)"
+            close = get_close_matches(str(item["loc"][-1]), _sibling_keys(schema, item["loc"]), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else "check the spelling; "
+            message = f"unknown key ({hint}see `dense-reward config show`)"
         elif kind == "missing":
             message = "required field is missing"
         else:
@@ -306,7 +321,7 @@ def validate_config(data: Any, source: str = "<dict>", schema: type[ConfigT] = C
     try:
         return schema.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_format_error(error, source)) from None
+        raise ConfigError(_format_error(error, source, schema)) from None
 
 
 def load_config(path: str | Path, schema: type[ConfigT] = Config) -> ConfigT:

@@ -81,7 +81,7 @@ def read_manifest(run_dir: Path) -> SweepManifest | None:
 def resolve_run(run: str | Path) -> SweepManifest:
     """A sweep by run dir path or by name (``./runs/<name>``); `UserError` when there is none."""
     candidates = [Path(run)]
-    if not Path(run).is_absolute():
+    if not Path(run).is_absolute() and len(Path(run).parts) == 1:
         candidates.append(RUNS_ROOT / str(run))
     for candidate in candidates:
         manifest = read_manifest(candidate)

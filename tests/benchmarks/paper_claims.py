@@ -67,7 +67,7 @@ def best_weights_of_sweep(run: str) -> dict[str, Any]:
         raise SystemExit(f"--sweep {run}: no trial has reported val_reward yet")
     return {
         "weights": {k: v for k, v in best.weights.items() if v > 0},
-        "from": f"sweep {results.name} ({results.run_dir}), trial {best.index} ({best.trial_id})",
+        "from": f"sweep {results.name} (runs/{Path(results.run_dir).name}), trial {best.index} ({best.trial_id})",
         "sweep_trials": [
             {"index": row.index, "weights": row.weights, "best_val_reward": row.best_val_reward, "status": row.status}
             for row in results.trials
@@ -341,7 +341,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 def settings_of(args: argparse.Namespace, base: Config) -> dict[str, Any]:
     return {
-        "config": str(args.config),
+        "config": str(args.config.relative_to(ROOT)) if args.config.is_relative_to(ROOT) else str(args.config),
         "policy": base.models.policy.path,
         "reward_model": base.models.reward.path,
         "lora_r": base.models.lora.r if base.models.lora.enabled else None,

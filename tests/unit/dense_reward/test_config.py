@@ -44,8 +44,23 @@ def test_negative_kl_coef_names_field_and_value() -> None:
 def test_unknown_key_names_full_path() -> None:
     data = _tiny_dict()
     data["ppo"]["klcoef"] = 0.1
-    with pytest.raises(ConfigError, match=r"ppo\.klcoef: unknown key"):
+    with pytest.raises(ConfigError, match=r"ppo\.klcoef: unknown key \(did you mean 'kl_coef'\?"):
         validate_config(data)
+
+
+def test_a_misspelt_key_gets_the_nearest_known_key_of_its_own_section() -> None:
+    data = _tiny_dict()
+    data["shaping"]["weight"] = {"sparse": 1.0}
+    data["models"]["reward"]["max_lenght"] = 10
+    data["search"]["trails"] = 3
+    data["ppo"]["zzz"] = 1
+    with pytest.raises(ConfigError) as info:
+        validate_config(data)
+    message = str(info.value)
+    assert "shaping.weight: unknown key (did you mean 'weights'?" in message
+    assert "models.reward.max_lenght: unknown key (did you mean 'max_length'?" in message
+    assert "search.trails: unknown key (did you mean 'trials'?" in message
+    assert "ppo.zzz: unknown key (check the spelling;" in message
 
 
 def test_unknown_source_and_off_simplex_weights() -> None:
