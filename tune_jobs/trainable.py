@@ -8,7 +8,9 @@ logs to its own MLflow child run (see :mod:`tune_jobs.tracking`).
 
 Test-only fault hook: when the driver's environment has ``DENSE_REWARD_FAULT_KILL_AT_EPOCH=N`` and
 ``DENSE_REWARD_FAULT_MARKER=<file>``, the first trial to reach the start of epoch N creates the marker
-file (holding its trial id) and SIGKILLs its own process, once per marker file.
+file (holding its trial id) and SIGKILLs its own process, once per marker file. With
+``DENSE_REWARD_FAULT_ACTION=pause`` it sleeps instead (until something kills it), so a test can kill
+the driver at a known point however fast the epochs are.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import signal
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ SEED_KEY = "seed"
 """Trial config key of a seed that replaces the config's (confirmation re-runs); absent in a search."""
 FAULT_EPOCH_ENV = "DENSE_REWARD_FAULT_KILL_AT_EPOCH"
 FAULT_MARKER_ENV = "DENSE_REWARD_FAULT_MARKER"
+FAULT_ACTION_ENV = "DENSE_REWARD_FAULT_ACTION"
 REPORTED = (
     "train_reward",
     "value_loss",
@@ -59,10 +63,12 @@ REPORTED = (
 
 @dataclass(frozen=True)
 class FaultHook:
-    """Kill the trial process at the start of `epoch`, once for all trials sharing `marker`."""
+    """Kill (or pause) the trial process at the start of `epoch`, once for all trials sharing `marker`."""
 
     epoch: int
     marker: str
+    action: str = "kill"
+    """``kill`` (SIGKILL itself) or ``pause`` (sleep until killed from outside)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultHook | None:
@@ -71,10 +77,13 @@ class FaultHook:
         epoch, marker = environ.get(FAULT_EPOCH_ENV), environ.get(FAULT_MARKER_ENV)
         if not epoch or not marker:
             return None
-        return cls(epoch=int(epoch), marker=marker)
+        action = environ.get(FAULT_ACTION_ENV, "kill")
+        if action not in ("kill", "pause"):
+            raise ValueError(f"{FAULT_ACTION_ENV}: 'kill' or 'pause', got {action!r}")
+        return cls(epoch=int(epoch), marker=marker, action=action)
 
     def maybe_fire(self, epoch: int, trial_id: str) -> None:
-        """SIGKILL this process if it is the first to reach `epoch` (the marker file is created atomically)."""
+        """Act if this process is the first to reach `epoch` (the marker file is created atomically)."""
         if epoch != self.epoch:
             return
         try:
@@ -83,6 +92,8 @@ class FaultHook:
             return
         os.write(fd, trial_id.encode())
         os.close(fd)
+        if self.action == "pause":
+            time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -4,8 +4,9 @@ Ray Tune records its experiment (trials, their checkpoints) only every ``TUNE_GL
 seconds (and after ``num_to_keep`` checkpoints of a trial). Here the record is made stale on purpose: a
 long period and more kept checkpoints than the trial writes, so Ray's record holds the trial but none of
 its checkpoints. The sweep driver, its private Ray and the trial process are SIGKILLed right after the
-first trial's checkpoint of epoch 2 (or of its last epoch) is complete on storage; on ``--resume`` that
-trial must go on at epoch 3 (or report its finished result again), never start over. A second trial,
+first trial's checkpoint of epoch 2 (or of its last epoch) is complete on storage (for epoch 2 the trial
+waits at the start of epoch 3 through the trainable's fault hook: tiny epochs take under 0.1 s); on
+``--resume`` that trial must go on at epoch 3 (or report its finished result again), never start over. A second trial,
 one at a time, keeps the sweep (and so Ray's record) open after the first trial ends.
 """
 
@@ -26,6 +27,7 @@ from tests.support.paths import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.results import load_results
 from tune_jobs.rundir import read_manifest
+from tune_jobs.trainable import FAULT_ACTION_ENV, FAULT_EPOCH_ENV, FAULT_MARKER_ENV
 
 pytestmark = pytest.mark.integration
 
@@ -50,11 +52,18 @@ def test_trial_continues_from_a_checkpoint_rays_record_missed(
     run_dir = tmp_path / "stale"
 
     log = (tmp_path / "driver.log").open("w")
+    pause = {}
+    if killed_after_epoch < EPOCHS:
+        pause = {
+            FAULT_EPOCH_ENV: str(killed_after_epoch + 1),
+            FAULT_MARKER_ENV: str(tmp_path / "paused"),
+            FAULT_ACTION_ENV: "pause",
+        }
     driver = subprocess.Popen(
         cli("sweep", str(config_path), "--run-dir", str(run_dir)),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=driver_env(TUNE_GLOBAL_CHECKPOINT_S="100000"),
+        env=driver_env(TUNE_GLOBAL_CHECKPOINT_S="100000", **pause),
         start_new_session=True,
     )
     folder = f"checkpoint_{killed_after_epoch - 1:06d}"
