@@ -59,6 +59,10 @@ HETERO_SD = (0.01, 0.15)
 PROMPTS = 32
 """Validation prompts behind one trial's value: its sem is estimated from this many draws."""
 
+SIGNIFICANCE = 0.05
+"""One-sided level of the paired test between BoTorch and each other searcher in a cell."""
+ROOT = RESULTS.parents[1]
+
 Task = tuple[str, str, str, int, int, int]
 """(searcher, shape, noise, d, concurrency, seed)."""
 
@@ -275,12 +279,42 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
         medians = {n: row[n]["median"] for n in SEARCHERS if n in row}
         row["lowest"] = min(medians, key=medians.get) if medians else None
+        row["botorch_vs"] = {
+            name: paired_test(runs, "botorch", name, (shape, noise, d, concurrency))
+            for name in SEARCHERS
+            if name != "botorch" and name in row and "botorch" in row
+        }
         rows.append(row)
     return rows
 
 
+def paired_test(runs: list[dict[str, Any]], a: str, b: str, cell: tuple[str, str, int, int]) -> dict[str, float]:
+    """One-sided Wilcoxon signed-rank p-values of searcher ``a``'s regret against ``b``'s, paired by seed.
+
+    Both searchers meet the same objective and noise draws at a seed, so the pairs share everything but the
+    searcher. ``a_better`` tests regret(a) < regret(b), ``a_worse`` the opposite; 1.0 when every pair ties.
+    """
+    from scipy.stats import wilcoxon
+
+    def regrets(name: str) -> dict[int, float]:
+        return {r["seed"]: r["regret"] for r in runs if (r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"]) == (name, *cell)}
+
+    mine, theirs = regrets(a), regrets(b)
+    seeds = sorted(set(mine) & set(theirs))
+    differences = np.array([mine[s] - theirs[s] for s in seeds])
+    if not np.any(np.abs(differences) > 1e-12):
+        return {"a_better": 1.0, "a_worse": 1.0, "pairs": len(seeds)}
+    return {
+        "a_better": float(wilcoxon(differences, alternative="less", zero_method="zsplit").pvalue),
+        "a_worse": float(wilcoxon(differences, alternative="greater", zero_method="zsplit").pvalue),
+        "pairs": len(seeds),
+    }
+
+
 def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     wins = sum(row["lowest"] == "botorch" for row in summary)
+    worse = [row for row in summary if any(t["a_worse"] < SIGNIFICANCE for t in row["botorch_vs"].values())]
+    better_than_all = sum(all(t["a_better"] < SIGNIFICANCE for t in row["botorch_vs"].values()) for row in summary)
     lines = [
         "# Searchers on noisy synthetic simplex objectives",
         "",
@@ -288,21 +322,28 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
         "f* - f(recommended point), median [IQR] over seeds (lower is better); the recommended point is "
         "`tune_jobs.search.recommend` on each sweep's trials, for every searcher. Noise: homoscedastic sd "
         f"{NOISE_SD}, heteroscedastic sd {HETERO_SD[0]}..{HETERO_SD[1]}. BoTorch has the lowest median in "
-        f"{wins} of {len(summary)} cells. Run: `{meta['command']}` ({meta['minutes']:.1f} min on {meta['cpus']} "
-        f"CPUs, load average at start {meta['load_at_start']}).",
+        f"{wins} of {len(summary)} cells. Paired by seed (one-sided Wilcoxon signed-rank, p < {SIGNIFICANCE}), "
+        f"BoTorch is worse than some other searcher in {len(worse)} cells and better than every other searcher "
+        f"in {better_than_all}; the last column gives, against the other searcher with the lowest median, "
+        f"p(BoTorch better) / p(BoTorch worse). Run: `{meta['command']}` ({meta['minutes']:.1f} min on "
+        f"{meta['cpus']} CPUs, load average at start {meta['load_at_start']}).",
         "",
-        "| shape | noise | d | conc. | " + " | ".join(SEARCHERS) + " | lowest median |",
-        "|---|---|---|---|" + "---|" * len(SEARCHERS) + "---|",
+        "| shape | noise | d | conc. | " + " | ".join(SEARCHERS) + " | lowest median | BoTorch vs next best |",
+        "|---|---|---|---|" + "---|" * len(SEARCHERS) + "---|---|",
     ]
     for row in summary:
         cells_ = []
         for name in SEARCHERS:
             stats = row.get(name)
             cells_.append(f"{stats['median']:.3f} [{stats['q1']:.3f}, {stats['q3']:.3f}]" if stats else "-")
+        others = {n: row[n]["median"] for n in row["botorch_vs"]}
+        rival = min(others, key=others.get) if others else None
+        test = row["botorch_vs"].get(rival) if rival else None
+        versus = f"{rival}: {test['a_better']:.3f} / {test['a_worse']:.3f}" if test else "-"
         lines.append(
             f"| {row['shape']} | {row['noise'][:6]}. | {row['d']} | {row['concurrency']} | "
             + " | ".join(cells_)
-            + f" | {row['lowest']} |"
+            + f" | {row['lowest']} | {versus} |"
         )
     lines += [
         "",
@@ -324,14 +365,38 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
     return "\n".join(lines) + "\n"
 
 
+def search_code_hash() -> str:
+    """A digest of the search code (``tune_jobs/search``): stored runs of other code are run again."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "tune_jobs" / "search").glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def read_runs(runs_path: Path, code: str) -> list[dict[str, Any]]:
+    """The stored runs of this search code (older ones are dropped from the file too)."""
+    if not runs_path.exists():
+        return []
+    stored = [json.loads(line) for line in runs_path.read_text().splitlines()]
+    runs = [r for r in stored if r.get("code") == code]
+    if len(runs) < len(stored):
+        print(f"{len(stored) - len(runs)} stored sweeps ran other search code: running them again", flush=True)
+        runs_path.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return runs
+
+
 def run_sweeps(tasks: list[Task], runs_path: Path, workers: int) -> list[dict[str, Any]]:
     """Run the tasks not yet in ``runs_path`` (one JSON line per finished sweep) and return all runs."""
-    runs = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
+    code = search_code_hash()
+    runs = read_runs(runs_path, code)
     done = {(r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"], r["seed"]) for r in runs}
     todo = [t for t in tasks if t not in done]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(workers) as pool, runs_path.open("a") as sink:
         for i, run in enumerate(pool.imap_unordered(run_one, todo), start=1):
+            run["code"] = code
             runs.append(run)
             sink.write(json.dumps(run) + "\n")
             sink.flush()
@@ -364,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "searchers.runs.jsonl"
     if args.report_only:
-        runs = [json.loads(line) for line in runs_path.read_text().splitlines()]
+        runs = read_runs(runs_path, search_code_hash())
     else:
         runs = run_sweeps(tasks, runs_path, args.workers)
     # Only seeds every searcher finished in every cell are compared.
