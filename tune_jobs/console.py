@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import time
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from tune_jobs.config import METRIC
@@ -237,23 +239,26 @@ def print_comparison(console: Console, results: SweepResults) -> None:
 
 
 class ProgressTable(Callback):
-    """Prints the trial table (weights, knobs, epoch, val_reward ± s.e., status) as trials report and end.
+    """Shows the trial table (weights, knobs, epoch, val_reward ± s.e., status) as trials report and end.
 
-    Reprints at most every `min_interval` seconds on results, and always when a trial ends.
-    Picklable (Ray stores callbacks with the experiment), so a resumed sweep prints it too.
+    On a terminal the table is redrawn in place (`rich.live.Live`) on every result; elsewhere (a log
+    file, a Ray job's log) it is reprinted at most every `min_interval` seconds, and always when a
+    trial ends. Picklable (Ray stores callbacks with the experiment), so a resumed sweep shows it too.
     """
 
     def __init__(self, sources: list[str], min_interval: float = 5.0) -> None:
         self.sources = list(sources)
         self.min_interval = min_interval
         self.last_print = 0.0
+        self.live: Live | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0}
+        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0, "live": None}
 
     def _print(self, trials: list[Any], force: bool) -> None:
+        out = console()
         now = time.monotonic()
-        if not force and now - self.last_print < self.min_interval:
+        if not out.is_terminal and not force and now - self.last_print < self.min_interval:
             return
         self.last_print = now
         knobs = sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
@@ -278,7 +283,19 @@ class ProgressTable(Callback):
                 str(result.get("epoch", 0)),
                 value_text(result.get(METRIC), result.get(SEM)),
             )
-        console().print(table)
+        if not out.is_terminal:
+            out.print(table)
+        elif self.live is None:
+            self.live = Live(table, console=out, auto_refresh=False)
+            self.live.start(refresh=True)
+            atexit.register(self.on_experiment_end, trials)  # an interrupted sweep gives the terminal back too
+        else:
+            self.live.update(table, refresh=True)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any

@@ -79,6 +79,9 @@ def init_ray(address: str | None) -> None:
         return
     # A fresh local cluster would turn token auth on by itself; every process must agree on it.
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Ray Tune's newer console output prints an experiment box and a TensorBoard hint whatever
+    # `verbose` says; the older one is silent at verbose=0. The trial table is our own (console.py).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A private local Ray runs without its dashboard (about 0.7 GB of processes); trials are watched in MLflow.
     private = {"include_dashboard": False} if address is None else {}
     if address is None:

@@ -7,6 +7,7 @@ naming the URI; every failure to reach or use a store is a `TrackingError`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -25,6 +26,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dense_reward.errors import UserError
+
+# MLflow announces at INFO that it creates and migrates a new sqlite store's tables; it is routine.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
 TAG_KIND = "dense_reward.kind"
 """`sweep` on the parent run, `trial` on a trial's child run, `final` on a final training run."""

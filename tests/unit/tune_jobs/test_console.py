@@ -1,0 +1,71 @@
+"""`tune_jobs.console.ProgressTable`: redrawn in place on a terminal, reprinted sparingly elsewhere."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from tune_jobs import console as console_module
+from tune_jobs.console import ProgressTable
+
+
+def trial(trial_id: str, status: str, epoch: int, value: float | None) -> SimpleNamespace:
+    result = {} if value is None else {"epoch": epoch, "val_reward": value, "val_reward_sem": 0.01}
+    return SimpleNamespace(
+        trial_id=trial_id, status=status, config={"weights": {"sparse": 1.0, "attention": 0.0}}, last_result=result
+    )
+
+
+def capture(monkeypatch: pytest.MonkeyPatch, terminal: bool) -> io.StringIO:
+    sink = io.StringIO()
+    monkeypatch.setattr(
+        console_module, "console", lambda: Console(file=sink, force_terminal=terminal, width=160, soft_wrap=True)
+    )
+    return sink
+
+
+def test_on_a_terminal_the_table_is_redrawn_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = capture(monkeypatch, terminal=True)
+    table = ProgressTable(["sparse", "attention"])
+    first = trial("aaaa", "RUNNING", 1, 0.25)
+    table.on_trial_result(1, [first], first, {})
+    second = trial("aaaa", "RUNNING", 2, 0.5)
+    table.on_trial_result(2, [second], second, {})  # within min_interval: still redrawn
+    done = trial("aaaa", "TERMINATED", 2, 0.5)
+    table.on_trial_complete(3, [done], done)
+    table.on_experiment_end([done])
+    text = sink.getvalue()
+    assert "0.2500 ± 0.0100" in text and "0.5000 ± 0.0100" in text and "TERMINATED" in text
+    assert "\x1b[2K" in text  # rich's erase-line: the earlier table is overwritten, not printed below
+    assert text.count("trials (") == 4  # three draws, and the last one again as the display stops
+    assert table.live is None
+
+
+def test_off_a_terminal_results_are_reprinted_at_most_every_min_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = capture(monkeypatch, terminal=False)
+    table = ProgressTable(["sparse", "attention"], min_interval=3600)
+    first = trial("aaaa", "RUNNING", 1, 0.25)
+    table.on_trial_result(1, [first], first, {})
+    second = trial("aaaa", "RUNNING", 2, 0.5)
+    table.on_trial_result(2, [second], second, {})  # too soon: skipped
+    done = trial("aaaa", "TERMINATED", 2, 0.5)
+    table.on_trial_complete(3, [done], done)  # a trial ending always prints
+    text = sink.getvalue()
+    assert text.count("trials (") == 2 and "\x1b[" not in text
+    assert "0.5000 ± 0.0100" in text and "TERMINATED" in text
+    assert table.live is None
+
+
+def test_the_callback_pickles_without_its_live_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    capture(monkeypatch, terminal=True)
+    table = ProgressTable(["sparse", "attention"])
+    running = trial("aaaa", "RUNNING", 1, 0.25)
+    table.on_trial_result(1, [running], running, {})
+    assert table.live is not None
+    copy = pickle.loads(pickle.dumps(table))
+    assert copy.live is None and copy.sources == ["sparse", "attention"]
+    table.on_experiment_end([running])
