@@ -203,6 +203,19 @@ def epoch_metrics(train: Mapping[str, float], evaluation: Mapping[str, Any], epo
     return metrics
 
 
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MiB (``getrusage``; kB on Linux, bytes on macOS).
+
+    Ray reuses a trial's worker process for the next trial (``reuse_actors``), so this is the peak of
+    the worker over the trials it has run, a bound on each of them.
+    """
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
 def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
     """The Ray Tune function trainable: restore, then PPO epochs, reporting and checkpointing after each."""
     import torch
@@ -243,6 +256,7 @@ def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
         evaluation = run.evaluate()
         metrics = epoch_metrics(train_metrics, evaluation, epoch)
         metrics["resumed_from_epoch"] = start_epoch
+        metrics["peak_rss_mb"] = peak_rss_mb()
         with tempfile.TemporaryDirectory(prefix="dense-reward-ckpt-") as directory:
             save_checkpoint(run, directory, {"trial_id": trial_id, "trial": trial, METRICS_KEY: metrics})
             if tracker is not None:

@@ -95,6 +95,8 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(sweep: SweepOutcome, clie
         assert sorted(m.step for m in sems) == [1, 2] and all(m.value >= 0.0 for m in sems)
         for key in ("train_reward", "value_loss", "policy_loss", "kl", "entropy", "attribution_seconds"):
             assert key in child.data.metrics
+        # A worker holding torch, transformers and the tiny models: well above 100 MiB, far below 100 GiB.
+        assert 100 < child.data.metrics["peak_rss_mb"] < 100_000
         assert float(child.data.params["weights.sparse"]) >= 0.0
         assert child.data.tags[tracking.TAG_NODE]
         assert child.data.tags[tracking.TAG_RAY_NODE_ID]
