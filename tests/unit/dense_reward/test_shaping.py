@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dense_reward.attribution.align import policy_token_offsets
-from dense_reward.config import ShapingConfig
+from dense_reward.config import RewardModelSpec, ShapingConfig
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import (
@@ -21,6 +21,7 @@ from dense_reward.shaping import (
     shape,
 )
 from dense_reward.simplex import SOURCES, WeightsError, check_weights
+from tests.support.reward_models import AdditiveRewardModel, word_level_tokenizer
 
 CREDIT = arrays(np.float64, st.integers(1, 30), elements=st.floats(-50, 50, allow_nan=False))
 
@@ -165,17 +166,20 @@ def test_attention_comes_from_the_scoring_forward(tiny_rm_spec, tiny_policy_spec
         np.testing.assert_allclose(dense, r * (0.8 * attention + 0.2 * np.eye(len(ids))[-1]))
 
 
-def test_rm_reads_the_raw_prompt_behind_a_policy_chat_template(tiny_rm_spec, tiny_policy_spec) -> None:
-    reward_model = RewardModel.from_spec(tiny_rm_spec)
+def test_rm_reads_the_raw_prompt_behind_a_policy_chat_template(tiny_policy_spec) -> None:
+    # An additive RM counts every word it reads, the chat markup's included (as unknown words).
+    rm_tokenizer = word_level_tokenizer()
+    module = AdditiveRewardModel(len(rm_tokenizer), [rm_tokenizer.pad_token_id, rm_tokenizer.mask_token_id])
+    reward_model = RewardModel(module, rm_tokenizer, RewardModelSpec(path="additive", batch_size=8))
     tokenizer = load_tokenizer(tiny_policy_spec)
-    formatted = "<|user|>How are you?<|assistant|>"
-    response = tokenizer.encode(" Fine, thanks.") + [tokenizer.eos_token_id]
+    formatted = "<|user|>good day<|assistant|>"
+    response = tokenizer.encode(" good day") + [tokenizer.eos_token_id]
     shaping = ShapingConfig(sources=["sparse"])
-    plain = DenseReward(reward_model, tokenizer, shaping)(["How are you?"], [response])
+    plain = DenseReward(reward_model, tokenizer, shaping)(["good day"], [response])
     as_formatted = DenseReward(reward_model, tokenizer, shaping)([formatted], [response])
-    raw = DenseReward(reward_model, tokenizer, shaping, raw_prompts={formatted: "How are you?"})([formatted], [response])
+    raw = DenseReward(reward_model, tokenizer, shaping, raw_prompts={formatted: "good day"})([formatted], [response])
     assert raw.scores[0] == pytest.approx(plain.scores[0], abs=1e-6)
-    assert as_formatted.scores[0] != pytest.approx(plain.scores[0], abs=1e-6)
+    assert abs(as_formatted.scores[0] - plain.scores[0]) > 1e-3
 
 
 def test_weights_outside_the_sources_are_refused(tiny_rm_spec, tiny_policy_spec) -> None:
