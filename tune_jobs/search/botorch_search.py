@@ -13,6 +13,9 @@ from tune_jobs.search import gp
 from tune_jobs.search.base import HistorySearcher
 from tune_jobs.search.space import SearchSpace
 
+SPARSE_CONCENTRATION = 0.3
+"""Dirichlet concentration of every second initial point (see `BoTorchSearcher`)."""
+
 
 class BoTorchSearcher(HistorySearcher):
     """Bayesian optimisation on the weight simplex (and knob box) with BoTorch.
@@ -21,8 +24,10 @@ class BoTorchSearcher(HistorySearcher):
 
     1. ``points_to_evaluate[i]``;
     2. while fewer than ``n_init`` trials are known, or fewer than ``min_observations`` have
-       completed, the next point of a scrambled Sobol sequence on the unit cube, mapped uniformly
-       onto the simplex and box;
+       completed, the next point of a scrambled Sobol sequence on the unit cube, mapped onto the
+       simplex and box: uniformly at even positions, as Dirichlet(``SPARSE_CONCENTRATION``) at odd
+       ones, so that half the initial design lies near faces where few sources carry the weight
+       (uniform points almost never do, and one or two sources alone are natural optima of a mix);
     3. otherwise the maximiser of qLogNoisyExpectedImprovement under a GP fitted to the completed
        trials (:func:`~tune_jobs.search.gp.fit_gp`), with pending and failed trials as
        ``X_pending`` (:func:`~tune_jobs.search.gp.maximise_qlognei`).
@@ -119,8 +124,10 @@ class BoTorchSearcher(HistorySearcher):
         return self._gp_config(index, x, y, yvar)
 
     def _sobol_config(self, position: int, seed: int) -> dict[str, Any]:
-        """Point ``position`` of the scrambled Sobol sequence of ``seed``, mapped onto the space."""
-        return self.space.from_unit(gp.sobol_unit(self.space.unit_dim, 1, seed, skip=position)[0])
+        """Point ``position`` of the scrambled Sobol sequence of ``seed``, mapped onto the space
+        (uniform weights at even positions, sparse ones at odd positions)."""
+        concentration = 1.0 if position % 2 == 0 else SPARSE_CONCENTRATION
+        return self.space.from_unit(gp.sobol_unit(self.space.unit_dim, 1, seed, skip=position)[0], concentration)
 
     def _gp_config(self, index: int, x: np.ndarray, y: np.ndarray, yvar: np.ndarray | None) -> dict[str, Any]:
         """The acquisition maximiser given completed ``x`` ``(n, D)``, ``y`` ``(n,)`` and ``yvar`` ``(n,)``."""

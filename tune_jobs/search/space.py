@@ -169,21 +169,30 @@ class SearchSpace:
     # unit vector <-> trial config
     # ----------------------------------------------------------------------------------------------
 
-    def from_unit(self, u: np.ndarray) -> dict[str, Any]:
-        """The trial config of a ``(d - 1 + k,)`` unit vector; uniform ``u`` gives uniform weights.
+    def from_unit(self, u: np.ndarray, concentration: float = 1.0) -> dict[str, Any]:
+        """The trial config of a ``(d - 1 + k,)`` unit vector; uniform ``u`` gives Dirichlet weights.
 
-        Stick ``i`` (of ``d - 1``) takes the fraction ``v_i ~ Beta(1, d - 1 - i)`` of what is left,
-        by the inverse CDF ``v_i = 1 - (1 - u_i)^(1 / (d - 1 - i))``; these fractions make the
-        weights Dirichlet(1, ..., 1) (https://en.wikipedia.org/wiki/Dirichlet_distribution#Marginal_beta_distributions).
+        Stick ``i`` (of ``d - 1``) takes the fraction ``v_i ~ Beta(a, a (d - 1 - i))`` of what is left
+        (``a`` = `concentration`), by the inverse CDF of ``u_i``; these fractions make the weights
+        symmetric Dirichlet(a) (https://en.wikipedia.org/wiki/Dirichlet_distribution#Marginal_beta_distributions).
+        ``a = 1`` is uniform on the simplex (closed form ``v_i = 1 - (1 - u_i)^(1 / (d - 1 - i))``);
+        ``a < 1`` puts the points near faces where few sources carry the weight.
         """
         u = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
         if u.shape != (self.unit_dim,):
             raise ValueError(f"expected a unit vector of shape ({self.unit_dim},), got {u.shape}")
+        if concentration <= 0:
+            raise ValueError(f"concentration must be > 0, got {concentration}")
         d = self.num_sources
         weights = np.empty(d, dtype=np.float64)
         remaining = 1.0
         for i in range(d - 1):
-            fraction = 1.0 - (1.0 - u[i]) ** (1.0 / (d - 1 - i))
+            if concentration == 1.0:
+                fraction = 1.0 - (1.0 - u[i]) ** (1.0 / (d - 1 - i))
+            else:
+                from scipy.stats import beta
+
+                fraction = float(beta.ppf(u[i], concentration, concentration * (d - 1 - i)))
             weights[i] = remaining * fraction
             remaining -= weights[i]
         weights[d - 1] = max(remaining, 0.0)

@@ -49,6 +49,20 @@ def test_unit_cube_maps_onto_simplex_and_box(space: SearchSpace) -> None:
         assert space.contains(config)
 
 
+@pytest.mark.parametrize("concentration", [0.3, 2.0])
+def test_a_concentration_gives_symmetric_dirichlet_weights(space: SearchSpace, concentration: float) -> None:
+    rng = np.random.default_rng(2)
+    units = rng.random((6000, space.unit_dim))
+    weights = np.array([list(space.from_unit(u, concentration)[WEIGHTS_KEY].values()) for u in units])  # (N, 4)
+    d, a = space.num_sources, concentration
+    assert np.all(weights >= 0) and np.allclose(weights.sum(axis=1), 1.0)
+    # Dirichlet(a,...,a): mean 1/d, second moment (a + 1) / (d (d a + 1)) for every weight.
+    np.testing.assert_allclose(weights.mean(axis=0), 1 / d, atol=0.012)
+    np.testing.assert_allclose((weights**2).mean(axis=0), (a + 1) / (d * (d * a + 1)), rtol=0.05)
+    with pytest.raises(ValueError, match="concentration"):
+        space.from_unit(units[0], 0.0)
+
+
 def test_uniform_unit_cube_gives_dirichlet_one_weights(space: SearchSpace) -> None:
     rng = np.random.default_rng(1)
     weights = np.array([list(space.sample_uniform(rng)[WEIGHTS_KEY].values()) for _ in range(6000)])  # (N, 4)
