@@ -85,6 +85,12 @@ def model_specs(models: ModelsConfig) -> list[tuple[str, ModelSpec]]:
     return specs
 
 
+def resolve_model_paths(models: ModelsConfig) -> None:
+    """`resolve_model_path` for every model of the section: builds `builtin:` ones, checks local folders."""
+    for field, spec in model_specs(models):
+        resolve_model_path(spec.path, f"{field}.path")
+
+
 def check_model_paths(config: Config) -> list[str]:
     """Check, without loading anything, that the config's model paths can be found; one note per model.
 

@@ -32,7 +32,7 @@ from dense_reward.builtin.registry import gold_scorer
 from dense_reward.config import Config, ModelsConfig, PPOConfig
 from dense_reward.data import load_prompts
 from dense_reward.evaluation import evaluate
-from dense_reward.models import load_policy, load_reference, model_specs, resolve_model_path
+from dense_reward.models import load_policy, load_reference, resolve_model_paths
 from dense_reward.ppo.trainer import PPOTrainer, RewardFn, seed_everything
 from dense_reward.ppo.value import load_critic
 from dense_reward.reward_model import RewardModel
@@ -66,8 +66,7 @@ def load_models(models: ModelsConfig, seed: int) -> PolicyModels:
     `builtin:` models are built before seeding: building one draws random numbers, and a run must not
     depend on whether its models were already in the cache.
     """
-    for field, spec in model_specs(models):
-        resolve_model_path(spec.path, f"{field}.path")
+    resolve_model_paths(models)
     seed_everything(seed)
     policy, tokenizer = load_policy(models.policy, models.lora)
     reference = load_reference(policy, models.reference)

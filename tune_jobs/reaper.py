@@ -69,7 +69,7 @@ def watch(driver_pid: int, poll_seconds: float = POLL_SECONDS) -> list[int]:
 def start_reaper() -> subprocess.Popen:
     """Start the watcher of this process (see the module docstring); it exits when this process is gone."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tune_jobs.reaper", str(psutil.Process().pid)],
+        [sys.executable, "-m", "tune_jobs.reaper", str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

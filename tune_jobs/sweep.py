@@ -51,15 +51,12 @@ from tune_jobs.trainable import FaultHook, TrialSetup, train_trial
 def preflight(config: SweepConfig) -> None:
     """Fail on bad models or prompts now, with one clear error, rather than in every trial."""
     from dense_reward.data import load_prompts
-    from dense_reward.models import check_reward_length, load_tokenizer, resolve_model_path
+    from dense_reward.models import check_reward_length, load_tokenizer, resolve_model_paths
     from tune_jobs.search import make_searcher
 
     make_searcher(config)
     check_config(config)
-    resolve_model_path(config.models.policy.path, "models.policy.path")
-    resolve_model_path(config.models.reward.path, "models.reward.path")
-    if config.models.reference is not None:
-        resolve_model_path(config.models.reference.path, "models.reference.path")
+    resolve_model_paths(config.models)
     check_reward_length(config.models.reward)
     tokenizer = load_tokenizer(config.models.policy, "models.policy", padding_side="left")
     splits = load_prompts(config.data, tokenizer)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.support.driver_faults import kill_session, session_processes
+from tests.support.driver_faults import cli, driver_env, kill_session, resume_sweep, session_processes
 from tests.support.paths import TINY_CONFIG
 from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs import tracking
@@ -73,10 +72,6 @@ def test_killed_trial_is_retried_from_its_checkpoint(
         assert val_reward_steps(client, child.info.run_id) == [1, 2]
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tune_jobs.cli", *args]
-
-
 def wait_for_finished_trial(run_dir: Path, driver: subprocess.Popen, timeout: float) -> set[str]:
     """Poll MLflow until a trial's child run is FINISHED; return the ids of the finished trials."""
     deadline = time.monotonic() + timeout
@@ -105,14 +100,12 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_pat
     config_path = tmp_path / "crash.yaml"
     config_path.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "crash"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
         cli("sweep", str(config_path), "--run-dir", str(run_dir)),
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=env,
+        env=driver_env(),
         start_new_session=True,
     )
     try:
@@ -138,15 +131,7 @@ def test_driver_killed_mid_sweep_resumes_without_rerunning_or_duplicates(tmp_pat
     }
     assert finished_before <= set(before)
 
-    resumed = subprocess.run(
-        cli("sweep", "--resume", "--run-dir", str(run_dir)),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = resume_sweep(run_dir)
     assert "best observed: weights" in resumed.stdout and "recommended:" in resumed.stdout
 
     rows = load_results(manifest).trials

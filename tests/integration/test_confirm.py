@@ -30,7 +30,7 @@ from scipy import stats
 
 from dense_reward.config import ConfigError
 from dense_reward.run import read_run_state
-from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session
+from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session, resume_sweep
 from tests.support.paths import TINY_CONFIG
 from tests.support.ray_fixtures import ray_local  # noqa: F401
 from tune_jobs import tracking
@@ -407,15 +407,7 @@ def test_driver_killed_during_confirmation_resumes_it(tmp_path: Path) -> None:
     assert len(before) == 2 and len(finished_before) == 1
     in_flight = (set(before) - finished_before).pop()
 
-    resumed = subprocess.run(
-        cli("sweep", "--resume", "--run-dir", str(run_dir)),
-        env=driver_env(),
-        capture_output=True,
-        text=True,
-        timeout=700,
-        start_new_session=True,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resumed = resume_sweep(run_dir, timeout=700)
     assert "confirmation: " in resumed.stdout
 
     # The plan was kept; every re-run ran every epoch, once.

@@ -30,16 +30,22 @@ def cheap_trainable(config: dict[str, Any]) -> None:
         tune.report({"val_reward": -distance + 0.01 * epoch})
 
 
+def cheap_botorch(config: Config) -> tuple[Any, BoTorchSearcher]:
+    """The sweep's searcher (its concurrency limiter and the BoTorch searcher inside) on a small
+    acquisition budget: these tests are about the Tune plumbing, not the optimiser's quality."""
+    limiter = make_searcher(config)
+    searcher = limiter.searcher
+    assert isinstance(searcher, BoTorchSearcher)
+    searcher.num_restarts, searcher.raw_samples, searcher.mc_samples, searcher.maxiter = 2, 64, 32, 30
+    return limiter, searcher
+
+
 @pytest.mark.timeout(600)
 def test_sweep_of_12_trials_with_a_failure(ray_local: None, tiny_config: Config, tmp_path: Path) -> None:  # noqa: F811
     config = tiny_config.with_overrides(
         {"search.searcher": "botorch", "search.n_init": 4, "search.max_concurrent": 2, "search.trials": 12}
     )
-    limiter = make_searcher(config)
-    searcher = limiter.searcher
-    assert isinstance(searcher, BoTorchSearcher)
-    # A small acquisition budget: this test is about the Tune plumbing, not the optimiser's quality.
-    searcher.num_restarts, searcher.raw_samples, searcher.mc_samples, searcher.maxiter = 2, 64, 32, 30
+    limiter, searcher = cheap_botorch(config)
     tuner = tune.Tuner(
         tune.with_resources(cheap_trainable, {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=limiter, num_samples=config.search.trials, reuse_actors=True),
@@ -84,9 +90,7 @@ def test_asha_stopped_trials_stay_out_of_the_gp(ray_local: None, tiny_config: Co
     config = tiny_config.with_overrides(
         {"search.searcher": "botorch", "search.n_init": 4, "search.max_concurrent": 2, "ppo.epochs": 4}
     )
-    limiter = make_searcher(config)
-    searcher = limiter.searcher
-    searcher.num_restarts, searcher.raw_samples, searcher.mc_samples, searcher.maxiter = 2, 64, 32, 30
+    limiter, searcher = cheap_botorch(config)
     tuner = tune.Tuner(
         tune.with_resources(epochs_trainable, {"cpu": 1}),
         tune_config=tune.TuneConfig(

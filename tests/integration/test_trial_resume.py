@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from dense_reward.run import read_run_state
-from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session
+from tests.support.driver_faults import cli, complete_checkpoints, driver_env, kill_session, resume_sweep
 from tests.support.paths import TINY_CONFIG
 from tune_jobs import tracking
 from tune_jobs.results import load_results
@@ -87,15 +87,7 @@ def test_trial_continues_from_a_checkpoint_rays_record_missed(
     recorded = {row.trial_id: row for row in load_results(manifest).trials}
     assert recorded[trial_id].epoch < killed_after_epoch
 
-    resumed = subprocess.run(
-        cli("sweep", "--resume", "--run-dir", str(run_dir)),
-        env=driver_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    resume_sweep(run_dir)
 
     rows = load_results(manifest).trials
     assert len(rows) == 2 and all(r.status == "TERMINATED" and r.epoch == EPOCHS for r in rows)

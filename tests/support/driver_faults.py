@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +28,20 @@ def driver_env(**extra: str) -> dict[str, str]:
     """This environment for a driver subprocess: a private Ray with auth off, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return {**env, "RAY_AUTH_MODE": "disabled", **extra}
+
+
+def resume_sweep(run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``dense-reward sweep --resume --run-dir RUN_DIR`` in a new driver; asserts it exits 0 (its output if not)."""
+    resumed = subprocess.run(
+        cli("sweep", "--resume", "--run-dir", str(run_dir)),
+        env=driver_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        start_new_session=True,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return resumed
 
 
 def session_processes(session: int) -> list[int]:
