@@ -103,6 +103,9 @@ class RewardModel:
         )
         """Special token id -> its text, to tell a parsed control token from e.g. [UNK] for an unknown character."""
         self.uses_chat_template = bool(spec.use_chat_template and getattr(tokenizer, "chat_template", None))
+        self._prompt_cache_checked = False
+        self.prompt_cache_problem: str | None = None
+        """Why `prompt_cache.PromptCache` cannot serve this RM (None: it can, or not checked yet)."""
         self.forward_calls = 0
         """Model forwards run so far (each on up to ``spec.batch_size`` sequences)."""
         self.sequences_scored = 0
@@ -125,6 +128,16 @@ class RewardModel:
                 "use 'sequence' (or 'auto')"
             )
         return problem is None
+
+    @property
+    def supports_prompt_cache(self) -> bool:
+        """Whether `prompt_cache.PromptCache` reproduces this RM's scores (probed once, on first use)."""
+        if not self._prompt_cache_checked:
+            from dense_reward.prompt_cache import prompt_cache_problem
+
+            self.prompt_cache_problem = prompt_cache_problem(self)
+            self._prompt_cache_checked = True
+        return self.prompt_cache_problem is None
 
     # ----------------------------------------------------------------------------------------------
     # text -> tokens
@@ -279,8 +292,13 @@ class RewardModel:
         attention_mask: torch.Tensor,
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool = False,
+        **cache_options,
     ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
         """One model forward on a right-padded batch.
+
+        `cache_options` (``cache``, ``position_ids``, ``use_cache``) go to the model as they are; a
+        causal RM otherwise runs without building a key/value cache. With a ``cache`` of P past
+        positions, `attention_mask` is (B, P + T) and the scores are read over the T new positions.
 
         Returns:
             scores: (B,) the sequence score (a causal RM's head read at the last real token).
@@ -291,12 +309,15 @@ class RewardModel:
         hook = None
         if self.is_causal:
             hook = self.model.score.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        if self.is_causal:
+            cache_options.setdefault("use_cache", False)
         try:
             outputs = self.model(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
                 output_attentions=output_attentions,
+                **cache_options,
             )
         finally:
             if hook is not None:
@@ -306,7 +327,8 @@ class RewardModel:
         if not self.is_causal:
             return outputs.logits[:, 0].float(), None, outputs
         position_scores = captured[-1][..., 0].float()  # (B, T)
-        last = attention_mask.sum(dim=1) - 1  # (B,)
+        new_mask = attention_mask[:, -position_scores.shape[1] :]
+        last = new_mask.sum(dim=1) - 1  # (B,)
         scores = position_scores[torch.arange(len(last), device=last.device), last]
         return scores, position_scores, outputs
 

@@ -4,7 +4,9 @@
 token sequences per call. To keep their algorithms untouched yet score a whole PPO batch in large RM
 batches, each response is explained in its own thread whose model function blocks on a shared
 `ScoreBatcher`: once every live thread is waiting, the batcher scores all their sequences together
-(each distinct sequence at most once per batcher) and wakes them with their results.
+(each distinct sequence at most once per batcher) and wakes them with their results. On a causal
+RM each explanation's prompt is encoded once per batcher and every sequence is scored as a
+continuation of it (`dense_reward.prompt_cache`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from dense_reward.prompt_cache import PromptCache
 from dense_reward.reward_model import RewardModel
 
 T = TypeVar("T")
@@ -26,19 +29,42 @@ TokenIds = tuple[int, ...]
 
 
 class Scorer:
-    """Scores RM token-id sequences right away (no merging); the interface `ScoreBatcher` shares."""
+    """Scores RM token-id sequences right away (no merging); the interface `ScoreBatcher` shares.
 
-    def __init__(self, reward_model: RewardModel) -> None:
+    Args:
+        reward_model: the RM.
+        prompt_cache: encode each prompt once and score the rest as its continuation
+            (`prompt_cache.PromptCache`), when the RM supports it (a causal RM); else plain forwards.
+    """
+
+    def __init__(self, reward_model: RewardModel, prompt_cache: bool = True) -> None:
         self.reward_model = reward_model
+        self.prompt_cache = PromptCache(reward_model) if prompt_cache and reward_model.supports_prompt_cache else None
 
-    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        """(N,) float64 RM scores of N token-id sequences (prompt, response and template tokens)."""
-        return self.reward_model.score_ids(sequences)
+    def score(self, sequences: Sequence[Sequence[int]], prompt_length: int = 0) -> np.ndarray:
+        """(N,) float64 RM scores of N token-id sequences (prompt, response and template tokens).
+
+        `prompt_length`: the first tokens of every sequence that are the same prompt (0: unknown).
+        """
+        return self._score(sequences, [prompt_length] * len(sequences))
+
+    def _score(self, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int]) -> np.ndarray:
+        if self.prompt_cache is None or not sequences:
+            return self.reward_model.score_ids(sequences)
+        cached = [i for i, length in enumerate(prompt_lengths) if length > 0]
+        scores = np.zeros(len(sequences))
+        if cached:
+            scores[cached] = self.prompt_cache.score([sequences[i] for i in cached], [prompt_lengths[i] for i in cached])
+        plain = [i for i, length in enumerate(prompt_lengths) if length <= 0]
+        if plain:
+            scores[plain] = self.reward_model.score_ids([sequences[i] for i in plain])
+        return scores
 
 
 @dataclass
 class _Request:
     sequences: list[TokenIds]
+    prompt_length: int = 0
     result: np.ndarray | None = None
     error: BaseException | None = None
     done: bool = False
@@ -64,16 +90,22 @@ class ScoreBatcher(Scorer):
         known: scores already known by token ids, e.g. of the unperturbed responses; never rescored.
     """
 
-    def __init__(self, reward_model: RewardModel, clients: int, known: Mapping[TokenIds, float] | None = None) -> None:
-        super().__init__(reward_model)
+    def __init__(
+        self,
+        reward_model: RewardModel,
+        clients: int,
+        known: Mapping[TokenIds, float] | None = None,
+        prompt_cache: bool = True,
+    ) -> None:
+        super().__init__(reward_model, prompt_cache)
         self._condition = threading.Condition()
         self._active = clients
         self._pending: list[_Request] = []
         self._scores: dict[TokenIds, float] = dict(known or {})
         self.stats = BatcherStats()
 
-    def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
-        request = _Request([tuple(int(i) for i in sequence) for sequence in sequences])
+    def score(self, sequences: Sequence[Sequence[int]], prompt_length: int = 0) -> np.ndarray:
+        request = _Request([tuple(int(i) for i in sequence) for sequence in sequences], prompt_length)
         with self._condition:
             self._pending.append(request)
             self._flush_if_all_waiting()
@@ -97,8 +129,11 @@ class ScoreBatcher(Scorer):
             return
         pending, self._pending = self._pending, []
         try:
-            wanted = dict.fromkeys(sequence for request in pending for sequence in request.sequences)
-            fresh = [sequence for sequence in wanted if sequence not in self._scores]
+            wanted: dict[TokenIds, int] = {}
+            for request in pending:
+                for sequence in request.sequences:
+                    wanted.setdefault(sequence, request.prompt_length)
+            fresh = {sequence: length for sequence, length in wanted.items() if sequence not in self._scores}
             try:
                 self._score_fresh(fresh)
             except Exception:
@@ -106,7 +141,9 @@ class ScoreBatcher(Scorer):
                 # requests (explanations) that hold a failing input see the error.
                 for request in pending:
                     try:
-                        self._score_fresh([s for s in dict.fromkeys(request.sequences) if s not in self._scores])
+                        self._score_fresh(
+                            {s: request.prompt_length for s in request.sequences if s not in self._scores}
+                        )
                     except Exception as error:
                         request.error = error
             for request in pending:
@@ -125,9 +162,12 @@ class ScoreBatcher(Scorer):
                 request.done = True
             self._condition.notify_all()
 
-    def _score_fresh(self, sequences: list[TokenIds]) -> None:
-        if sequences:
-            self._scores.update(zip(sequences, self.reward_model.score_ids(sequences).tolist(), strict=True))
+    def _score_fresh(self, prompt_lengths: dict[TokenIds, int]) -> None:
+        """Score the sequences keyed in `prompt_lengths` (sequence -> its prompt length) into the cache."""
+        if prompt_lengths:
+            sequences = list(prompt_lengths)
+            scores = self._score(sequences, list(prompt_lengths.values()))
+            self._scores.update(zip(sequences, scores.tolist(), strict=True))
 
 
 def run_concurrently(
@@ -135,6 +175,7 @@ def run_concurrently(
     reward_model: RewardModel,
     workers: int | None = None,
     known: Mapping[TokenIds, float] | None = None,
+    prompt_cache: bool = True,
 ) -> tuple[list[T], BatcherStats]:
     """Run ``task(scorer)`` for every task on `workers` threads sharing one `ScoreBatcher`.
 
@@ -144,7 +185,7 @@ def run_concurrently(
     every thread has stopped, so the same batch always reports the same failure.
     """
     workers = max(1, min(workers or MAX_WORKERS, len(tasks)))
-    batcher = ScoreBatcher(reward_model, clients=workers, known=known)
+    batcher = ScoreBatcher(reward_model, clients=workers, known=known, prompt_cache=prompt_cache)
     results: list[T | None] = [None] * len(tasks)
     errors: dict[int, BaseException] = {}
 

@@ -47,6 +47,7 @@ class LimeExplainer(PerturbationExplainer):
         kernel_width: LIME's kernel width on the cosine distance (x100) between masks.
         batched: merge the RM calls of all responses of a batch (see `batching`).
         workers: responses explained at once when batched (default: the whole batch).
+        prompt_cache: on a causal RM, encode each prompt once (see `PerturbationExplainer`).
     """
 
     name: ClassVar[str] = "lime"
@@ -59,8 +60,9 @@ class LimeExplainer(PerturbationExplainer):
         kernel_width: float = 25.0,
         batched: bool = True,
         workers: int | None = None,
+        prompt_cache: bool = True,
     ) -> None:
-        super().__init__(reward_model, batched=batched, workers=workers)
+        super().__init__(reward_model, batched=batched, workers=workers, prompt_cache=prompt_cache)
         if num_samples < 4:
             raise ValueError(f"shaping.lime.num_samples must be >= 4, got {num_samples}")
         self.num_samples = num_samples
@@ -73,7 +75,7 @@ class LimeExplainer(PerturbationExplainer):
 
         size = len(features)
         masks = neighbourhood(size, self.num_samples, np.random.RandomState(self.seed))
-        scores = scorer.score([features.perturb(row > 0.5) for row in masks])  # (N,)
+        scores = scorer.score([features.perturb(row > 0.5) for row in masks], features.prompt_length)  # (N,)
         width = self.kernel_width
         base = LimeBase(lambda d: np.sqrt(np.exp(-(d**2) / width**2)), random_state=self.seed)
         _, weights, _, _ = base.explain_instance_with_data(

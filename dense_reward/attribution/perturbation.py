@@ -62,6 +62,11 @@ class Features:
         return len(self.groups)
 
     @property
+    def prompt_length(self) -> int:
+        """Leading RM tokens that every perturbation keeps (prompt and template): a `Scorer` may cache them."""
+        return self.item.response_start
+
+    @property
     def spans(self) -> list[tuple[int, int]]:
         """(start, end) character span of each feature in the response."""
         offsets = self.item.response_offsets
@@ -86,12 +91,17 @@ class PerturbationExplainer(RMTokenExplainer):
         reward_model: the RM.
         batched: merge the RM calls of all responses of a batch (see `batching`).
         workers: responses explained at once when batched (default: the whole batch).
+        prompt_cache: on a causal RM, encode each prompt once and score every perturbation as its
+            continuation (`dense_reward.prompt_cache`); same scores, fewer FLOPs.
     """
 
-    def __init__(self, reward_model: RewardModel, batched: bool = True, workers: int | None = None) -> None:
+    def __init__(
+        self, reward_model: RewardModel, batched: bool = True, workers: int | None = None, prompt_cache: bool = True
+    ) -> None:
         super().__init__(reward_model)
         self.batched = batched
         self.workers = workers
+        self.prompt_cache = prompt_cache
         self.mask_id: int | None = reward_model.tokenizer.mask_token_id
         self.last_stats: BatcherStats | None = None
 
@@ -103,11 +113,13 @@ class PerturbationExplainer(RMTokenExplainer):
         items = self.reward_model.encode(batch.prompts, batch.responses)
         tasks = [self._task(index, Features.of(item, self.mask_id), batch) for index, item in enumerate(items)]
         if not self.batched:
-            scorer = Scorer(self.reward_model)
+            scorer = Scorer(self.reward_model, self.prompt_cache)
             return [task(scorer) for task in tasks]
         # Every explanation also scores its unperturbed response, whose score the batch already holds.
         known = {tuple(item.input_ids): float(score) for item, score in zip(items, batch.scores, strict=True)}
-        credits, self.last_stats = run_concurrently(tasks, self.reward_model, self.workers, known=known)
+        credits, self.last_stats = run_concurrently(
+            tasks, self.reward_model, self.workers, known=known, prompt_cache=self.prompt_cache
+        )
         return credits
 
     def _task(self, index: int, features: Features, batch: ScoredBatch) -> Callable[[Scorer], TokenCredit]:

@@ -57,6 +57,7 @@ class ShapExplainer(PerturbationExplainer):
         seed: seed of shap's tie-breaking draws; every response uses it, so results do not depend on batch order.
         batched: merge the RM calls of all responses of a batch (see `batching`).
         workers: responses explained at once when batched (default: the whole batch).
+        prompt_cache: on a causal RM, encode each prompt once (see `PerturbationExplainer`).
     """
 
     name: ClassVar[str] = "shap"
@@ -68,8 +69,9 @@ class ShapExplainer(PerturbationExplainer):
         seed: int = 0,
         batched: bool = True,
         workers: int | None = None,
+        prompt_cache: bool = True,
     ) -> None:
-        super().__init__(reward_model, batched=batched, workers=workers)
+        super().__init__(reward_model, batched=batched, workers=workers, prompt_cache=prompt_cache)
         if max_evals < 4:
             raise ValueError(f"shaping.shap.max_evals must be >= 4, got {max_evals}")
         self.max_evals = max_evals
@@ -82,14 +84,14 @@ class ShapExplainer(PerturbationExplainer):
         size = len(features)
         if size == 1:
             # One feature: its Shapley value is the whole difference (shap needs two to build a tree).
-            full, masked = scorer.score([features.perturb([True]), features.perturb([False])])
+            full, masked = scorer.score([features.perturb([True]), features.perturb([False])], features.prompt_length)
             return np.array([full - masked])
         lease = GlobalRandomLease(self.seed)
 
         def model(masks: np.ndarray) -> np.ndarray:
             sequences = [features.perturb(row > 0.5) for row in masks]  # masks: (N, M) of 0/1
             with lease.released():
-                return scorer.score(sequences)  # (N,)
+                return scorer.score(sequences, features.prompt_length)  # (N,)
 
         with lease:
             masker = shap.maskers.Partition(np.zeros((1, size)), clustering=contiguous_tree(size))

@@ -78,3 +78,19 @@ def tiny_causal_reward_model(batch_size: int = 64) -> RewardModel:
     model = GPT2ForSequenceClassification(config).eval().requires_grad_(False)
     spec = RewardModelSpec(path="tiny-causal-rm", batch_size=batch_size, max_length=config.n_positions)
     return RewardModel(model, tokenizer, spec)
+
+
+def tiny_llama_reward_model(batch_size: int = 64) -> RewardModel:
+    """A 2-layer Llama with a `score` head (rotary positions, grouped-query attention), on the tiny policy tokenizer."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tokenizer = load_tokenizer(ModelSpec(path="builtin:tiny-gpt2"), padding_side="right")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, num_labels=1, pad_token_id=tokenizer.pad_token_id,
+    )
+    config._attn_implementation = "eager"
+    model = LlamaForSequenceClassification(config).eval().requires_grad_(False)
+    spec = RewardModelSpec(path="tiny-llama-rm", batch_size=batch_size, max_length=config.max_position_embeddings)
+    return RewardModel(model, tokenizer, spec)

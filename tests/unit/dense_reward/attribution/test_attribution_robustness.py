@@ -54,10 +54,12 @@ class RecordingScorer(Scorer):
     def __init__(self, reward_model: RewardModel) -> None:
         super().__init__(reward_model)
         self.sequences: list[list[int]] = []
+        self.prompt_lengths: set[int] = set()
 
-    def score(self, sequences):
+    def score(self, sequences, prompt_length: int = 0):
         self.sequences.extend(list(s) for s in sequences)
-        return super().score(sequences)
+        self.prompt_lengths.add(prompt_length)
+        return super().score(sequences, prompt_length)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ def test_perturbations_recombine_the_real_text(reward_models, source: str, respo
     explainer.explain_one(features, scorer)
     assert len(scorer.sequences) >= (2 if len(features) == 1 else 8)
     prefix = item.input_ids[: item.response_start]
+    assert scorer.prompt_lengths == {len(prefix)}  # the kept prompt, which a causal RM encodes once
     pieces = [item.input_ids[item.response_start + a : item.response_start + b] for a, b in features.groups]
     for sequence in scorer.sequences:
         assert sequence[: len(prefix)] == prefix
