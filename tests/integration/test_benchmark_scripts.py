@@ -1,4 +1,4 @@
-"""The evidence benchmarks (fidelity, paper claims) run end to end at a tiny size on the builtin tiny models."""
+"""The benchmark scripts (fidelity, paper claims, searchers, attribution) run end to end at a tiny size on tiny models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from dense_reward.simplex import SOURCES
 from tests.support.paths import BENCHMARKS
 
 
@@ -121,3 +122,78 @@ def test_searchers_benchmark_runs_one_short_sweep_per_searcher() -> None:
     row = next(r for r in searchers.summarise(runs) if (r["shape"], r["noise"], r["d"], r["concurrency"]) == cell)
     assert {name: row[name]["runs"] for name in searchers.SEARCHERS} == dict.fromkeys(searchers.SEARCHERS, 1)
     assert row["lowest"] in searchers.SEARCHERS
+
+
+@pytest.mark.timeout(300)
+def test_attribution_smoke_compares_shap_and_lime_with_the_plain_loops(tmp_path: Path) -> None:
+    attribution = load_script("attribution")
+    assert attribution.main(["--smoke", "--threads", "0", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "attribution.json").read_text())
+    assert set(report["models"]) == {"fixture", "causal"}
+    causal = report["models"]["causal"]
+    assert causal["prompt_rm_tokens"] >= 40
+    for name, result in report["models"].items():
+        assert set(result["sources"]) == set(SOURCES), name
+        for source in ("shap", "lime"):
+            comparison = result["vs_plain"][source]
+            assert comparison["same_within_1e-5"], (name, source)
+            assert comparison["prompt_cache"] == (name == "causal")
+            assert len(comparison["ratios"]) == 1
+            # Merged calls: fewer RM sequences than the plain loop, never more.
+            assert comparison["ours_rm_sequences_per_response"] <= comparison["plain_rm_sequences_per_response"]
+    assert causal["vs_plain"]["shap"]["ours_forward_calls_per_response"] < (
+        causal["vs_plain"]["shap"]["plain_forward_calls_per_response"]
+    )
+    table = (tmp_path / "attribution.md").read_text()
+    assert "| causal | shap |" in table and "| fixture | lime |" in table
+
+
+GPU_CHECK_NEEDS_NONE_OF = "ray,mlflow,botorch,gpytorch,optuna,captum,tune_jobs"
+
+
+@pytest.mark.timeout(600)
+def test_gpu_check_smoke_runs_on_cpu_without_ray_mlflow_botorch_optuna_captum(tmp_path: Path) -> None:
+    """The GPU check at tiny sizes on the CPU, in a process where the service's packages cannot be imported."""
+    import subprocess
+
+    from dense_reward.attribution.registry import EXPLAINERS
+
+    script = BENCHMARKS / "gpu_check.py"
+    command = [
+        sys.executable, "-m", "tests.support.blocked_imports", GPU_CHECK_NEEDS_NONE_OF, str(script),
+        "--device", "cpu", "--smoke", "--out", str(tmp_path),
+    ]
+    done = subprocess.run(command, cwd=BENCHMARKS.parents[1], capture_output=True, text=True, timeout=580)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["environment"]["reward_model_dtype"] == "float32"
+    (ppo,) = report["ppo"].values()
+    assert ppo["tokens_per_second"] > 0 and ppo["peak_memory_mb"] > 0 and ppo["timed_steps"] == 1
+    assert set(report["attribution"]) == {"bert-base", "smollm2-135m-rm"}
+    for name, row in report["attribution"].items():
+        # Every registered source is either timed or listed as skipped with its reason.
+        assert set(row["seconds_per_response"]) | set(row["skipped_sources"]) == set(EXPLAINERS), name
+        assert {"shap", "lime"} <= set(row["seconds_per_response"]), name
+        assert row["prompt_cache"] == (name == "smollm2-135m-rm")
+        for source in ("shap", "lime"):
+            assert row["vs_plain"][source]["max_abs_difference"] <= 1e-5, (name, source)
+            assert row["vs_plain"][source]["ratio"] > 0
+    assert report["attribution"]["smollm2-135m-rm"]["prompt_rm_tokens"] > report["attribution"]["bert-base"][
+        "prompt_rm_tokens"
+    ]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "| tiny-llama |" in table and "## Attribution on smollm2-135m-rm" in table
+
+
+def test_blocked_imports_refuses_exactly_the_blocked_packages(tmp_path: Path) -> None:
+    import subprocess
+
+    script = tmp_path / "imports.py"
+    script.write_text("import json\nimport mlflow\n")
+    command = [sys.executable, "-m", "tests.support.blocked_imports", "mlflow,ray", str(script)]
+    done = subprocess.run(command, cwd=BENCHMARKS.parents[1], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "No module named 'mlflow'" in done.stderr
+    assert "blocked imports refused: ['mlflow']" in done.stderr

@@ -8,9 +8,6 @@ values exactly.
 
 from __future__ import annotations
 
-import importlib.util
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -24,7 +21,6 @@ from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
 from dense_reward.simplex import SOURCES
-from tests.support.paths import BENCHMARKS
 from tests.support.reward_models import AdditiveRewardModel, tiny_causal_reward_model, word_level_tokenizer
 
 
@@ -194,25 +190,6 @@ def test_every_source_on_tiny_models_in_a_ppo_batch(tiny_rm_spec, policy_tokeniz
     for credit in attention[1:]:
         assert credit.sum() == pytest.approx(1.0, abs=1e-6)
     assert {f"{name}_seconds" for name in SOURCES} <= set(out.timings)
-
-
-@pytest.mark.timeout(300)
-def test_benchmark_runs_at_a_tiny_size(tmp_path) -> None:
-    path = BENCHMARKS / "attribution.py"
-    spec = importlib.util.spec_from_file_location("attribution_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    argv = ["--models", "fixture", "--responses", "3", "--tokens", "10", "--max-evals", "12", "--num-samples", "8"]
-    assert module.main([*argv, "--repeats", "1", "--threads", "0", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "attribution.json").read_text())
-    fixture = report["models"]["fixture"]
-    assert set(fixture["sources"]) == set(SOURCES)
-    assert fixture["shap_vs_plain"]["identical_within_1e-6"]
-    # Merged calls: fewer RM forward calls than the plain loop, never more sequences.
-    comparison = fixture["shap_vs_plain"]
-    assert comparison["batched_forward_calls_per_response"] < comparison["plain_forward_calls_per_response"]
-    assert comparison["batched_rm_sequences_per_response"] <= comparison["plain_rm_sequences_per_response"]
-    assert "| fixture | shap |" in (tmp_path / "attribution.md").read_text()
 
 
 def test_every_source_on_a_causal_reward_model(policy_tokenizer) -> None:
