@@ -147,7 +147,9 @@ def prompt_cache_problem(reward_model: RewardModel) -> str | None:
     """Why `PromptCache` does not reproduce `reward_model`'s plain scores, or None when it does.
 
     A probe of three sequences with prompts of 2 and 3 tokens (two sharing a prompt, one that is its
-    prompt alone), scored both ways in float64 comparison with a tolerance relative to the scores.
+    prompt alone), scored both ways and compared with a tolerance relative to the scores (1e-4 in
+    float32, a few bf16 units in bf16): a wrong position or mask shows as a difference of the
+    scores' own size.
     """
     if not reward_model.is_causal:
         return "it is not a causal reward model with a per-position `score` head"
@@ -160,7 +162,9 @@ def prompt_cache_problem(reward_model: RewardModel) -> str | None:
     except (TypeError, ValueError, AttributeError, RuntimeError) as error:
         return f"{type(error).__name__}: {next(iter(str(error).splitlines()), '')}"
     plain = reward_model.score_ids(sequences)
-    tolerance = 1e-4 * (1.0 + float(np.abs(plain).max()))
+    # Differently shaped forwards round differently: a few units of the weights' precision (bf16 on CUDA).
+    precision = max(1e-4, 4 * torch.finfo(reward_model.model.score.weight.dtype).eps)
+    tolerance = precision * (1.0 + float(np.abs(plain).max()))
     if not np.allclose(cached, plain, atol=tolerance, rtol=0.0):
         return f"cached scores {cached.tolist()} differ from plain scores {plain.tolist()}"
     return None

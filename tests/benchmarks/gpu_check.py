@@ -26,6 +26,7 @@ Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out`` (default ``docs/benc
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import platform
 import resource
@@ -210,6 +211,7 @@ def ppo_throughput(name: str, shape: dict[str, Any], args: argparse.Namespace, d
     from dense_reward.ppo.value import Critic
     from dense_reward.shaping import DenseReward
 
+    gc.collect()  # the previous policy, critic and optimiser state go before the next peak is measured
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -329,7 +331,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from dense_reward.models import pick_device, pick_dtype
 
     device = pick_device(args.device, "--device")
-    torch.backends.cuda.matmul.allow_tf32 = True
     report: dict[str, Any] = {
         "settings": {
             key: getattr(args, key)
@@ -375,7 +376,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"## PPO (bf16 autocast on CUDA; batch {s['ppo_batch']}, {s['response_tokens']} new tokens, "
         f"{s['ppo_steps']} timed steps after one warm-up, critic of the policy's shape, sparse reward from the "
-        "BERT-base-shape RM)",
+        "BERT-base-shape RM; memory includes both RMs, resident throughout)",
         "",
         f"| policy | parameters (M) | tokens / s | median step s | {env['peak_memory']} (MiB) |",
         "|---|---:|---:|---:|---:|",
