@@ -296,9 +296,9 @@ class RewardModel:
     ) -> tuple[torch.Tensor, torch.Tensor | None, object]:
         """One model forward on a right-padded batch.
 
-        `cache_options` (``cache``, ``position_ids``, ``use_cache``) go to the model as they are; a
-        causal RM otherwise runs without building a key/value cache. With a ``cache`` of P past
-        positions, `attention_mask` is (B, P + T) and the scores are read over the T new positions.
+        `cache_options` (``cache``, ``position_ids``, ``use_cache``) go to the model as they are. With
+        a ``cache`` of P past positions, `attention_mask` is (B, P + T) and the scores are read over
+        the T new positions.
 
         Returns:
             scores: (B,) the sequence score (a causal RM's head read at the last real token).
@@ -309,8 +309,6 @@ class RewardModel:
         hook = None
         if self.is_causal:
             hook = self.model.score.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        if self.is_causal:
-            cache_options.setdefault("use_cache", False)
         try:
             outputs = self.model(
                 input_ids=input_ids,
