@@ -327,7 +327,8 @@ def attribution_costs(name: str, reward_model, args: argparse.Namespace, device:
 # --------------------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, save) -> dict[str, Any]:
+    """The whole check; `save(report)` is called after every part, so a run cut short keeps what it measured."""
     from dense_reward.models import pick_device, pick_dtype
 
     device = pick_device(args.device, "--device")
@@ -356,13 +357,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["environment"]["reward_model_dtype"] = str(rm_dtype).removeprefix("torch.")
     print("PPO (bf16 autocast on CUDA):")
     shapes = {"tiny-llama": SMOKE_POLICY} if args.smoke else POLICIES
-    report["ppo"] = {name: ppo_throughput(name, shape, args, device) for name, shape in shapes.items()}
+    report["ppo"], report["attribution"] = {}, {}
+    for name, shape in shapes.items():
+        report["ppo"][name] = ppo_throughput(name, shape, args, device)
+        report["seconds"] = time.perf_counter() - started
+        save(report)
     print("attribution:")
     args.response_tokenizer = policy_tokenizer((SMOKE_POLICY if args.smoke else POLICIES["smollm2-135m"])["vocab_size"])
-    report["attribution"] = {
-        name: attribution_costs(name, reward_model, args, device) for name, reward_model in args.reward_models.items()
-    }
-    report["seconds"] = time.perf_counter() - started
+    for name, reward_model in args.reward_models.items():
+        report["attribution"][name] = attribution_costs(name, reward_model, args, device)
+        report["seconds"] = time.perf_counter() - started
+        save(report)
     return report
 
 
@@ -442,10 +447,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "gpu_check.md").write_text(markdown(report))
+
+    def save(report: dict[str, Any]) -> None:
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n")
+        (args.out / "gpu_check.md").write_text(markdown(report))
+
+    run(args, save)
     print(f"wrote {args.out / 'gpu_check.json'} and {args.out / 'gpu_check.md'}")
     return 0
 
