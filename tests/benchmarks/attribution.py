@@ -17,9 +17,9 @@ forward of its sequences) with the same ``max_evals`` / ``num_samples``, alterna
 times in the same process; it checks the values agree within 1e-5 and reports the median ratio of
 the paired timings.
 
-Run by hand (about 15 minutes on 2 shared CPU cores):
+Run by hand (about 25 minutes on 2 busy shared CPU cores; the published table skips the fixture):
 
-    .venv/bin/python tests/benchmarks/attribution.py
+    .venv/bin/python tests/benchmarks/attribution.py --models causal minilm
 
 Writes ``docs/benchmarks/attribution.json`` and ``attribution.md``; ``--smoke`` runs tiny sizes on the
 fixture and a small causal RM in seconds.
@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--responses", type=int, default=8)
     parser.add_argument("--tokens", type=int, default=48, help="policy tokens per response, EOS included")
-    parser.add_argument("--max-evals", type=int, default=48)
-    parser.add_argument("--num-samples", type=int, default=48)
+    parser.add_argument("--max-evals", type=int, default=64)
+    parser.add_argument("--num-samples", type=int, default=64)
     parser.add_argument("--prompt-tokens", type=int, default=224, help="least RM tokens of a causal RM's prompts")
     parser.add_argument("--batch-size", type=int, default=64, help="largest RM forward batch (the spec default)")
     parser.add_argument("--repeats", type=int, default=3, help="paired timed runs of plain and ours (median kept)")
