@@ -230,12 +230,14 @@ class Run:
             )
         eos = self.tokenizer.eos_token_id
         token_ids = [self.tokenizer(response, add_special_tokens=False)["input_ids"] + [eos] for _, response in samples]
-        output = self._every_source([prompt for prompt, _ in samples], token_ids)
         sections = []
         for index, (prompt, _) in enumerate(samples):
+            # One sample at a time: every source of several samples at once runs that many explainer threads
+            # and RM batches together, the peak memory of a demo trial; credit does not depend on the batch.
+            output = self._every_source([prompt], [token_ids[index]])
             text, offsets = policy_token_offsets(self.tokenizer, token_ids[index])
-            rows = {"dense": output.dense[index]}
-            rows.update({source: credit[index] for source, credit in output.attributions.items()})
+            rows = {"dense": output.dense[0]}
+            rows.update({source: credit[0] for source, credit in output.attributions.items()})
             sections.append(
                 HeatmapSection(
                     title=f"sample {index}",
@@ -243,7 +245,7 @@ class Run:
                     rows=rows,
                     note=f"prompt: {prompt[-300:]}",
                     extra={
-                        "reward": f"{output.scores[index]:.4f}",
+                        "reward": f"{output.scores[0]:.4f}",
                         "weights": ", ".join(f"{k}={v:.3f}" for k, v in self.weights.items()),
                     },
                 )

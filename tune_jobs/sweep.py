@@ -82,6 +82,11 @@ def init_ray(address: str | None) -> None:
     # A private local Ray runs without its dashboard (about 0.7 GB of processes); trials are watched in MLflow.
     private = {"include_dashboard": False} if address is None else {}
     if address is None:
+        # The private Ray's workers inherit this environment. glibc gives each thread that allocates an
+        # arena of its own (up to 8 per core), and a trial runs in a thread and explains responses in up to
+        # 64 more, each leaving freed memory resident in its arena; two arenas cut the peak of a shortened demo
+        # trial run in a thread from 3124 to 2876 MiB (tests/benchmarks/trial_memory.py measures the sweep).
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
         # Some of a private Ray's processes outlive a killed driver; the reaper ends them.
         from tune_jobs.reaper import start_reaper
 

@@ -203,21 +203,72 @@ def epoch_metrics(train: Mapping[str, float], evaluation: Mapping[str, Any], epo
     return metrics
 
 
-def peak_rss_mb() -> float:
-    """The peak resident memory of this process so far, in MiB (``getrusage``; kB on Linux, bytes on macOS).
+def reset_peak_rss() -> bool:
+    """Start this process's peak resident memory afresh (Linux: write 5 to ``/proc/self/clear_refs``).
 
-    Ray reuses a trial's worker process for the next trial (``reuse_actors``), so this is the peak of
-    the worker over the trials it has run, a bound on each of them.
+    Ray reuses a worker process for the next trial (``reuse_actors``); after the reset, `peak_rss_mb`
+    is the peak of the current trial alone. False where the kernel offers no reset.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process since `reset_peak_rss` (or since it started), in MiB.
+
+    ``VmHWM`` of ``/proc/self/status`` on Linux; elsewhere ``getrusage`` (the lifetime peak, bytes on macOS).
     """
     import resource
     import sys
 
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``).
+
+    A Ray trial runs in a thread of its worker, whose allocations glibc serves from a separate arena that
+    keeps freed memory resident; a reused worker would start its next trial with the last one's memory
+    still counted. No-op for the trim where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
-    """The Ray Tune function trainable: restore, then PPO epochs, reporting and checkpointing after each."""
+    """The Ray Tune function trainable: restore, then PPO epochs, reporting and checkpointing after each.
+
+    Starts from a trimmed heap and a fresh peak (a reused worker still holds what its last trial freed)
+    and trims again when done, so each trial's `peak_rss_mb` is its own.
+    """
+    release_memory()
+    reset_peak_rss()
+    try:
+        run_trial(trial, setup)
+    finally:
+        release_memory()
+
+
+def run_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
+    """`train_trial`'s work: restore, then PPO epochs, reporting and checkpointing after each."""
     import torch
 
     os.environ.update(setup.env)

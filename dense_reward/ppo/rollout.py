@@ -113,10 +113,14 @@ def generate(
     temperature: float = 1.0,
     top_p: float = 1.0,
     greedy: bool = False,
+    policy_scores: bool = False,
 ) -> Rollout:
-    """Sample one response per prompt (or decode greedily); returns a `Rollout` without scores.
+    """Sample one response per prompt (or decode greedily); returns a `Rollout`.
 
-    Generation stops on any of `stop_token_ids(policy, tokenizer)`.
+    Generation stops on any of `stop_token_ids(policy, tokenizer)`. With `policy_scores`, the rollout's
+    `logprobs` and `entropy` `(B, Tr)` are filled from the logits the sampler drew from (divided by
+    `temperature`), so no second policy forward is needed; in full precision these equal what a forward
+    pass over `[query | response]` gives, up to float rounding. Without it the rollout has no scores.
     """
     device = next(policy.parameters()).device
     query_ids, query_mask = tokenize_prompts(tokenizer, prompts, device)
@@ -129,15 +133,26 @@ def generate(
         top_p=top_p if not greedy else None,
         eos_token_id=list(stops) or None,
         pad_token_id=tokenizer.pad_token_id,
+        return_dict_in_generate=policy_scores,
+        output_logits=policy_scores,
     )
-    sequences = policy.generate(
+    output = policy.generate(
         input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config
-    )  # (B, Tq + Tr)
+    )
+    sequences = output.sequences if policy_scores else output  # (B, Tq + Tr)
     response_ids = sequences[:, query_ids.shape[1] :]
     response_mask = mask_after_eos(response_ids, stops)
     # Whatever follows the first EOS is replaced by padding so it can never leak into a forward pass.
     response_ids = torch.where(response_mask.bool(), response_ids, tokenizer.pad_token_id)
-    return Rollout(query_ids, query_mask, response_ids, response_mask, stop_token_ids=stops)
+    rollout = Rollout(query_ids, query_mask, response_ids, response_mask, stop_token_ids=stops)
+    if policy_scores:
+        logits = torch.stack(output.logits, dim=1).float()  # (B, Tr, V), raw: before temperature
+        del output
+        if temperature != 1.0:
+            logits /= temperature
+        rollout.logprobs = token_logprobs(logits, response_ids) * response_mask
+        rollout.entropy = entropy_from_logits(logits) * response_mask
+    return rollout
 
 
 def sequence_inputs(
@@ -173,7 +188,9 @@ def response_logits(
         logits_to_keep=response_length + 1,
     )
     # The logit at position p predicts token p + 1: drop the one after the last response token.
-    logits = output.logits[:, :-1] / temperature
+    logits = output.logits[:, :-1]
+    if temperature != 1.0:
+        logits = logits / temperature
     hidden = output.hidden_states[-1][:, -response_length - 1 : -1] if output_hidden_states else None
     return logits, hidden
 
@@ -199,26 +216,31 @@ def score_tokens(
 
     `reference=None` means the policy is a peft model whose reference is itself with adapters disabled.
     Exactly one of `critic` (a separate model) and `value_head` (on the policy's hidden states) is given.
+    A rollout whose `logprobs` and `entropy` came with it (`generate(..., policy_scores=True)`) keeps them
+    and skips the policy forward, unless the value head needs the policy's hidden states.
     """
     size = rollout.query_ids.shape[0]
     chunk_size = chunk_size or size
-    parts: dict[str, list[torch.Tensor]] = {"logprobs": [], "ref_logprobs": [], "values": [], "entropy": []}
+    policy_forward = value_head is not None or rollout.logprobs is None or rollout.entropy is None
+    names = ["ref_logprobs", "values"] + (["logprobs", "entropy"] if policy_forward else [])
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, size, chunk_size):
         rows = slice(start, start + chunk_size)
         query_ids, query_mask = rollout.query_ids[rows], rollout.query_mask[rows]
         response_ids = rollout.response_ids[rows]
         with autocast or nullcontext():
-            logits, hidden = response_logits(
-                policy,
-                query_ids,
-                query_mask,
-                response_ids,
-                temperature,
-                output_hidden_states=value_head is not None,
-            )
-            parts["logprobs"].append(token_logprobs(logits.float(), response_ids))
-            parts["entropy"].append(entropy_from_logits(logits.float()))
-            del logits
+            if policy_forward:
+                logits, hidden = response_logits(
+                    policy,
+                    query_ids,
+                    query_mask,
+                    response_ids,
+                    temperature,
+                    output_hidden_states=value_head is not None,
+                )
+                parts["logprobs"].append(token_logprobs(logits.float(), response_ids))
+                parts["entropy"].append(entropy_from_logits(logits.float()))
+                del logits
             if reference is None:
                 with policy.disable_adapter():
                     ref_logits, _ = response_logits(policy, query_ids, query_mask, response_ids, temperature)

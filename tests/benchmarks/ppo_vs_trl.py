@@ -6,10 +6,16 @@ classifier (a GPT-2 with a scalar `score` head, built from the tiny GPT-2; trl n
 share the policy's tokenizer), a critic of the same shape (the tiny GPT-2 backbone with a scalar head),
 fp32 on CPU, no gradient checkpointing, the same number of torch threads.
 
+Sides: `ours`; `ours-unfused-gelu` (ours with the models' own elementwise `gelu_new` put back after the
+trainer swapped in one-kernel GELU, to show what the PPO changes give without that swap); `trl` (trl's
+trainer as released); `trl-nogc` (trl with the two `gc.collect()` calls its trainer makes per step turned
+into no-ops: the trainer module's global name `gc` is replaced by an object whose `collect` does nothing,
+in that worker process only; Python's automatic collection still runs).
+
 trl 1.12.0 is the last release with this trainer and must not enter the project's environment, so each
 side runs in a subprocess of its own virtualenv and writes its figures as JSON; this script (run with
 the project's interpreter) starts them one after the other, `--repeats` times each, interleaved, and
-writes `docs/benchmarks/ppo_vs_trl.{json,md}`.
+writes `docs/benchmarks/ppo_vs_trl.{json,md}`. `--smoke` runs our side alone at tiny sizes (no trl needed).
 
 Set up the trl environment once (torch first and by itself, so pip keeps the CPU build):
 
@@ -23,7 +29,8 @@ then run, from the repository root:
 
 Measured: `tokens_per_second` = response-token slots (batch x response length) per second of training
 over the steps after the first (the first pays one-off costs on both sides); `tokens_per_cpu_second` = the same
-tokens per CPU-second of the worker process (robust when other jobs share the cores); `peak_rss_mb` = the worker
+tokens per CPU-second of the worker process, less the CPU time of the thread that samples its memory (robust
+when other jobs share the cores); `peak_rss_mb` = the worker
 process's peak resident memory (imports and models included); `train_rss_increase_mb` = peak resident
 memory sampled during training minus the resident memory just before it.
 """
@@ -44,6 +51,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
+SIDES = ("ours", "ours-unfused-gelu", "trl", "trl-nogc")
+"""Our PPO; ours with the models' own (unfused) GELU; trl's PPOTrainer as released; trl's PPOTrainer with
+its `gc.collect()` calls removed."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -60,10 +70,11 @@ def rss_mb() -> float:
 class PeakMemory:
     """Samples resident memory every few milliseconds in a thread; `peak` is the largest sample."""
 
-    def __init__(self, interval: float = 0.005) -> None:
+    def __init__(self, interval: float = 0.02) -> None:
         self.interval = interval
         self.baseline = rss_mb()
         self.peak = self.baseline
+        self.cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -71,6 +82,8 @@ class PeakMemory:
         while not self._stop.is_set():
             self.peak = max(self.peak, rss_mb())
             time.sleep(self.interval)
+        # CPU time this sampling thread used, taken off the worker's CPU time (it is not training).
+        self.cpu_seconds = time.thread_time()
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -94,7 +107,9 @@ def summary(
     tokens_per_step = spec["batch_size"] * spec["response_length"]
     timed_steps = len(step_ends) - 1
     seconds = step_ends[-1][0] - step_ends[0][0]
-    cpu_seconds = step_ends[-1][1] - step_ends[0][1]
+    # The sampler ran through the whole training: take off its share of the timed steps' wall time.
+    sampler_cpu = memory.cpu_seconds * seconds / (step_ends[-1][0] - start)
+    cpu_seconds = step_ends[-1][1] - step_ends[0][1] - sampler_cpu
     return {
         "side": side,
         "steps": len(step_ends),
@@ -102,6 +117,7 @@ def summary(
         "first_step_seconds": step_ends[0][0] - start,
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
+        "sampler_cpu_seconds": sampler_cpu,
         "tokens": tokens_per_step * timed_steps,
         "tokens_per_second": tokens_per_step * timed_steps / seconds,
         "tokens_per_cpu_second": tokens_per_step * timed_steps / cpu_seconds,
@@ -115,7 +131,9 @@ def summary(
 # --------------------------------------------------------------------------------------------------
 
 
-def run_ours(spec: dict) -> dict:
+def run_ours(spec: dict, fused_gelu: bool = True) -> dict:
+    """Our PPOTrainer on `spec`; `fused_gelu=False` puts back the models' own `gelu_new` modules after the
+    trainer swapped them for one-kernel GELU (`dense_reward.ppo.activations`), to show what that swap gives."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -169,6 +187,16 @@ def run_ours(spec: dict) -> dict:
         )
 
     trainer = build_trainer(config, sparse_reward, total_steps=spec["steps"])
+    if not fused_gelu:
+        from transformers.activations import NewGELUActivation
+
+        from dense_reward.ppo.activations import TanhGELU
+
+        for model in (trainer.policy, trainer.reference, trainer.critic):
+            for parent in list(model.modules()):
+                for name, child in parent.named_children():
+                    if isinstance(child, TanhGELU):
+                        setattr(parent, name, NewGELUActivation())
     prompts = spec["prompts"]
     batch_size = spec["batch_size"]
     step_ends, lengths = [], []
@@ -179,7 +207,7 @@ def run_ours(spec: dict) -> dict:
             metrics = trainer.step(prompts[begin : begin + batch_size])
             lengths.append(metrics["response_length"])
             step_ends.append(clock())
-    result = summary("ours", spec, step_ends, start, memory)
+    result = summary("ours" if fused_gelu else "ours-unfused-gelu", spec, step_ends, start, memory)
     result["mean_response_length"] = float(np.mean(lengths))
     return result
 
@@ -189,8 +217,16 @@ def run_ours(spec: dict) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-def run_trl(spec: dict) -> dict:
+def run_trl(spec: dict, gc_collect: bool = True) -> dict:
+    """trl's PPOTrainer on `spec`; `gc_collect=False` turns its two `gc.collect()` calls per step into no-ops.
+
+    The trainer module calls `gc.collect()` after the rollout and at the end of every step (trl 1.12.0,
+    `trl/experimental/ppo/ppo_trainer.py`, which does `import gc` at module level). Removing them replaces
+    that module's global name `gc` with an object whose `collect` does nothing, in this worker process only:
+    Python's automatic cyclic collection and every other caller of `gc.collect` are untouched.
+    """
     import copy
+    import types
 
     import torch
     import trl
@@ -202,6 +238,16 @@ def run_trl(spec: dict) -> dict:
         TrainerCallback,
     )
     from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import ppo_trainer as trl_ppo_module
+
+    if not gc_collect:
+        calls = {"count": 0}
+
+        def skip_collect(generation: int = 2) -> int:
+            calls["count"] += 1
+            return 0
+
+        trl_ppo_module.gc = types.SimpleNamespace(collect=skip_collect)
 
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
@@ -258,8 +304,11 @@ def run_trl(spec: dict) -> dict:
         with PeakMemory() as memory:
             start = time.perf_counter()
             trainer.train()
-    result = summary("trl", spec, step_clock.ends, start, memory)
+    result = summary("trl" if gc_collect else "trl-nogc", spec, step_clock.ends, start, memory)
     result["trl_version"] = trl.__version__
+    if not gc_collect:
+        # Proof that the patch reached the calls it removes (two per step).
+        result["gc_collect_calls_skipped"] = calls["count"]
     return result
 
 
@@ -277,6 +326,27 @@ def worker(python: str, side: str, spec_path: Path, out_path: Path) -> dict:
     return json.loads(out_path.read_text())
 
 
+PYTHON_OF_SIDE = {"ours": "project", "ours-unfused-gelu": "project", "trl": "trl", "trl-nogc": "trl"}
+FIGURES = ("tokens_per_second", "tokens_per_cpu_second", "peak_rss_mb", "train_rss_increase_mb", "first_step_seconds")
+
+
+def ratios(runs: dict[str, list[dict]], baseline: str) -> dict[str, float]:
+    """Ours over `baseline`: ratio of the medians and median of the per-repeat ratios (runs side by side)."""
+    ours, theirs = runs["ours"], runs[baseline]
+    out = {}
+    for key, name in (("tokens_per_second", "wall"), ("tokens_per_cpu_second", "cpu")):
+        out[f"{name}_ratio_of_medians"] = statistics.median(r[key] for r in ours) / statistics.median(
+            r[key] for r in theirs
+        )
+        out[f"{name}_median_paired_ratio"] = statistics.median(
+            a[key] / b[key] for a, b in zip(ours, theirs, strict=True)
+        )
+    out["peak_rss_ratio"] = statistics.median(r["peak_rss_mb"] for r in ours) / statistics.median(
+        r["peak_rss_mb"] for r in theirs
+    )
+    return out
+
+
 def markdown(report: dict) -> str:
     spec = report["setup"]
     lines = [
@@ -286,34 +356,48 @@ def markdown(report: dict) -> str:
         f"response length {spec['response_length']}, {spec['ppo_epochs']} PPO epochs, "
         f"{spec['num_mini_batches']} minibatch(es), {spec['steps']} steps (first one untimed), sparse reward; "
         f"median of {spec['repeats']} interleaved runs per side; 1-minute load average "
-        f"{spec['load_average_at_start']:.1f} on {os.cpu_count()} cores when the runs started.",
+        f"{spec['load_average_at_start']:.1f} on {os.cpu_count()} cores when the runs started. "
+        "`trl-nogc` is trl with the two `gc.collect()` calls its trainer makes per step turned into no-ops "
+        "(its module's `gc` name replaced, in that worker only).",
         "",
         "| side | tokens/s (wall) | tokens per CPU-second | peak RSS (MiB) | RSS increase in training (MiB) |",
         "|---|---:|---:|---:|---:|",
     ]
-    for side in ("ours", "trl"):
+    for side in report["sides"]:
         figures = report[side]
         lines.append(
             f"| {side} | {figures['tokens_per_second']:.0f} | {figures['tokens_per_cpu_second']:.0f} | "
             f"{figures['peak_rss_mb']:.0f} | "
             f"{figures['train_rss_increase_mb']:.0f} |"
         )
-    lines += [
-        "",
-        f"Throughput ratio ours / trl: **{report['throughput_ratio']:.2f}x** wall-clock, "
-        f"**{report['cpu_throughput_ratio']:.2f}x** per CPU-second (one thread per side: CPU time depends far less "
-        "than wall-clock time on other jobs sharing the cores).",
-        "",
-    ]
-    lines += [f"Command: `{report['command']}`", ""]
+    if report.get("ratios"):
+        lines += [
+            "",
+            "| ours over | tokens/s (wall), ratio of medians | median of paired ratios | "
+            "tokens per CPU-s, ratio of medians | median of paired ratios | peak RSS ratio |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for baseline, figures in report["ratios"].items():
+            lines.append(
+                f"| {baseline} | **{figures['wall_ratio_of_medians']:.2f}x** | "
+                f"{figures['wall_median_paired_ratio']:.2f}x | **{figures['cpu_ratio_of_medians']:.2f}x** | "
+                f"{figures['cpu_median_paired_ratio']:.2f}x | {figures['peak_rss_ratio']:.2f} |"
+            )
+        lines += [
+            "",
+            "A paired ratio compares the runs of one repeat, which ran back to back. One thread per side: "
+            "CPU time depends far less than wall-clock time on other jobs sharing the cores.",
+        ]
+    lines += ["", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--trl-python", default="/tmp/trl112-venv/bin/python", help="Interpreter of the trl venv."
     )
+    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES), help="Sides to run.")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--response-length", type=int, default=32)
     parser.add_argument("--ppo-epochs", type=int, default=4)
@@ -322,14 +406,30 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--worker", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="Tiny sizes, one repeat, our side only unless --sides says otherwise (checks the script runs).",
+    )
+    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch_size, args.response_length, args.ppo_epochs, args.steps, args.repeats = 4, 8, 2, 3, 1
+        if argv is None or "--sides" not in argv:
+            args.sides = ["ours"]
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.worker:
         spec = json.loads(args.spec.read_text())
-        result = run_ours(spec) if args.worker == "ours" else run_trl(spec)
+        if args.worker.startswith("ours"):
+            result = run_ours(spec, fused_gelu=args.worker == "ours")
+        else:
+            result = run_trl(spec, gc_collect=args.worker == "trl")
         args.out.write_text(json.dumps(result))
         return 0
 
@@ -337,6 +437,7 @@ def main() -> int:
     from dense_reward.builtin.tiny import corpus
     from dense_reward.models import resolve_model_path
 
+    pythons = {"project": sys.executable, "trl": args.trl_python}
     with tempfile.TemporaryDirectory() as scratch:
         os.environ.setdefault("DENSE_REWARD_CACHE", str(Path(scratch) / "cache"))
         spec = {
@@ -355,10 +456,11 @@ def main() -> int:
         }
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(spec))
-        runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+        runs: dict[str, list[dict]] = {side: [] for side in args.sides}
         load_average = os.getloadavg()[0]
         for repeat in range(args.repeats):
-            for side, python in (("ours", sys.executable), ("trl", args.trl_python)):
+            for side in args.sides:
+                python = pythons[PYTHON_OF_SIDE[side]]
                 result = worker(python, side, spec_path, Path(scratch) / f"{side}-{repeat}.json")
                 runs[side].append(result)
                 print(f"{side} run {repeat + 1}: {result['tokens_per_second']:.0f} tokens/s, "
@@ -368,23 +470,13 @@ def main() -> int:
     report: dict = {"setup": {k: v for k, v in spec.items() if k not in ("prompts", "model_path")}}
     report["setup"]["repeats"] = args.repeats
     report["setup"]["load_average_at_start"] = load_average
+    report["sides"] = list(args.sides)
     for side, results in runs.items():
-        report[side] = {
-            key: statistics.median(r[key] for r in results)
-            for key in (
-                "tokens_per_second",
-                "tokens_per_cpu_second",
-                "peak_rss_mb",
-                "train_rss_increase_mb",
-                "first_step_seconds",
-            )
-        }
+        report[side] = {key: statistics.median(r[key] for r in results) for key in FIGURES}
         report[side]["runs"] = results
-    report["throughput_ratio"] = report["ours"]["tokens_per_second"] / report["trl"]["tokens_per_second"]
-    report["cpu_throughput_ratio"] = (
-        report["ours"]["tokens_per_cpu_second"] / report["trl"]["tokens_per_cpu_second"]
-    )
-    report["command"] = " ".join(["python", "tests/benchmarks/ppo_vs_trl.py", *sys.argv[1:]])
+    if "ours" in runs:
+        report["ratios"] = {side: ratios(runs, side) for side in runs if side != "ours"}
+    report["command"] = " ".join(["python", "tests/benchmarks/ppo_vs_trl.py", *(argv or sys.argv[1:])])
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "ppo_vs_trl.json").write_text(json.dumps(report, indent=2))
     (args.out_dir / "ppo_vs_trl.md").write_text(markdown(report))

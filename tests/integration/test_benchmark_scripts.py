@@ -197,3 +197,30 @@ def test_blocked_imports_refuses_exactly_the_blocked_packages(tmp_path: Path) ->
     assert done.returncode != 0
     assert "No module named 'mlflow'" in done.stderr
     assert "blocked imports refused: ['mlflow']" in done.stderr
+
+
+def test_ppo_vs_trl_smoke_measures_our_side(tmp_path: Path) -> None:
+    # The trl sides need trl 1.12.0 in a venv of its own (see the script); the smoke run is ours alone.
+    ppo_vs_trl = load_script("ppo_vs_trl")
+    assert ppo_vs_trl.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "ppo_vs_trl.json").read_text())
+    assert report["sides"] == ["ours"]
+    run = report["ours"]["runs"][0]
+    assert run["timed_steps"] == 2 and run["tokens"] == 2 * 4 * 8
+    assert run["tokens_per_second"] > 0 and run["tokens_per_cpu_second"] > 0
+    assert 100 < report["ours"]["peak_rss_mb"] < 100_000
+    assert "| ours |" in (tmp_path / "ppo_vs_trl.md").read_text()
+
+
+@pytest.mark.timeout(600)
+def test_trial_memory_smoke_measures_both_sides_per_trial(tmp_path: Path) -> None:
+    trial_memory = load_script("trial_memory")
+    assert trial_memory.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "trial_memory.json").read_text())
+    assert [plain["weights"] for plain in report["plain"]] == report["config"]["search"]["points_to_evaluate"]
+    for plain in report["plain"]:
+        ray_trial = trial_memory.matching_trial(report["ray"]["trials"], plain["weights"])
+        assert 100 < plain["peak_rss_mb"] < 100_000 and 100 < ray_trial["peak_rss_mb"] < 100_000
+    worker = report["ray"]["largest_ray_processes"][0]
+    assert worker["name"].startswith("ray::") and worker["peak_rss_mb"] > 100
+    assert "| 2 |" in (tmp_path / "trial_memory.md").read_text()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from dense_reward.run import RUN_STATE_FILE, Run, epoch_batches, read_run_state
@@ -104,3 +105,21 @@ def test_a_run_does_not_depend_on_whether_its_builtin_models_were_cached(tiny_co
         metrics = run.train_epoch(1)
         runs.append((metrics["loss"], metrics["value_loss"], run.evaluate()["val_reward"]))
     assert runs[0] == runs[1]
+
+
+def test_heatmaps_one_sample_at_a_time_match_every_sample_at_once(tiny_config) -> None:
+    run = Run(tiny_config, {"attention": 0.8, "sparse": 0.2})
+    samples = [
+        (prompt, response)
+        for prompt, response in zip(run.validation_prompts[:3], ["good day to you", "the world", "kind"], strict=True)
+    ]
+    sections = run.heatmap_sections(samples)
+    eos = run.tokenizer.eos_token_id
+    token_ids = [run.tokenizer(r, add_special_tokens=False)["input_ids"] + [eos] for _, r in samples]
+    together = run._every_source([p for p, _ in samples], token_ids)
+    assert len(sections) == 3
+    for index, section in enumerate(sections):
+        assert section.extra["reward"] == f"{together.scores[index]:.4f}"
+        np.testing.assert_allclose(section.rows["dense"], together.dense[index], atol=1e-6)
+        for source, credit in together.attributions.items():
+            np.testing.assert_allclose(section.rows[source], credit[index], atol=1e-6, err_msg=source)

@@ -95,7 +95,10 @@ def steps_to_reach(trainer: PPOTrainer, target: float, budget: int) -> int:
 def test_dense_credit_reaches_the_target_in_fewer_steps_than_sparse(tiny_config: Config) -> None:
     # r is a sum of per-token terms, so the dense reward is the true credit; the sparse one puts r on
     # the last token. Same seed, same samples at the start: only the credit differs.
+    # Per seed the two are often a step or two apart, so a change of float rounding alone (a fused kernel)
+    # can turn one seed's win into a tie: dense must never be later, and strictly earlier on most seeds.
     response_length, target = 16, 0.5
+    earlier = 0
     for seed in range(3):
         config = ppo_config(tiny_config, kl_coef=0.0, max_new_tokens=response_length, seed=seed)
         dense_steps = steps_to_reach(
@@ -106,7 +109,9 @@ def test_dense_credit_reaches_the_target_in_fewer_steps_than_sparse(tiny_config:
         sparse_steps = steps_to_reach(
             build_trainer(config, token_reward(False, response_length)), target, dense_steps
         )
-        assert dense_steps < sparse_steps, f"seed {seed}: dense {dense_steps} steps, sparse {sparse_steps}"
+        assert dense_steps <= sparse_steps, f"seed {seed}: dense {dense_steps} steps, sparse {sparse_steps}"
+        earlier += dense_steps < sparse_steps
+    assert earlier >= 2, f"dense reached {target} first on {earlier} of 3 seeds"
 
 
 # --------------------------------------------------------------------------------------------------
