@@ -11,10 +11,10 @@ input (Shrikumar et al., arXiv 1605.01713). The RM weights stay frozen; only the
 carry gradients.
 
 On the demo both forms rank tokens against the gold credit (median Spearman -0.25 with [MASK],
--0.30 as gradient x input; docs/benchmarks/fidelity.md): the RM is saturated at its inputs, so the
-local gradient there misleads. Integrating the same gradient along the path from the baseline
-(`integrated_gradients`) fixes the sign (+0.16 with 4 points, +0.22 with 16); a single midpoint
-(1 point) gives about 0. Use `integrated_gradients` for gradient credit.
+-0.30 as gradient x input; docs/benchmarks/fidelity.md): the gradient at the input itself misleads
+there. The same gradient integrated along the path from the baseline (`integrated_gradients`) agrees
+with the gold credit (+0.26 with 2 points, +0.22 with 16); one point at the path's midpoint gives
+about 0. Use `integrated_gradients` for gradient credit; this source is the cheap first-order term.
 """
 
 from __future__ import annotations

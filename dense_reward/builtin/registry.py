@@ -61,7 +61,7 @@ class BuiltinGoldScorer:
 Builtin = BuiltinModel | BuiltinDataset | BuiltinGoldScorer
 
 DEMO_DPO = DPORecipe(
-    POLICY_NAME, REWARD_MODEL_NAME, "demo-prompts", pairs=96, max_new_tokens=24, epochs=2, learning_rate=5e-6
+    POLICY_NAME, REWARD_MODEL_NAME, "demo-prompts", pairs=96, max_new_tokens=24, epochs=2, learning_rate=1e-5
 )
 """The demo policy's DPO recipe: its own sample pairs on demo prompts, ranked by the demo reward model."""
 
