@@ -6,6 +6,7 @@ Unknown keys are rejected and every error names the full field path and the bad 
 
 from __future__ import annotations
 
+import warnings
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, get_args
@@ -132,12 +133,65 @@ class DataConfig(StrictSection):
 # --------------------------------------------------------------------------------------------------
 
 
+SHAP_BUDGET_SHARE = 0.25
+"""`shaping.shap.max_evals` below this share of M^2 (M response tokens) draws a warning (`shap_budget_warning`)."""
+
+
+def shap_budget_warning(max_evals: int, response_tokens: int) -> str | None:
+    """The warning for a SHAP budget far below what exact Owen values of `response_tokens` tokens need, else None.
+
+    shap's PartitionExplainer expands its binary partition tree of the M response tokens node by node
+    until ``max_evals`` is spent; about M^2 evaluations expand all of it (exact Owen values, which are
+    the Shapley values of an additive reward). With far fewer it stops at coarse runs of tokens, and
+    every token of a run shares the run's credit.
+    """
+    needed = response_tokens**2
+    if max_evals >= SHAP_BUDGET_SHARE * needed:
+        return None
+    return (
+        f"shaping.shap.max_evals={max_evals} is far below the ~{needed} RM evaluations (M^2 for M={response_tokens} "
+        f"response tokens, ppo.max_new_tokens) that exact Owen values need: shap credits coarse runs of tokens "
+        f"instead of single tokens; raise shaping.shap.max_evals towards {needed} if token-level SHAP credit matters"
+    )
+
+
 class ShapConfig(StrictSection):
     max_evals: int = Field(default=64, ge=4, description="RM evaluations per response (PartitionExplainer).")
 
 
 class LimeConfig(StrictSection):
     num_samples: int = Field(default=64, ge=4, description="Perturbed samples per response.")
+
+
+class GradientConfig(StrictSection):
+    baseline: Literal["mask", "pad", "zero"] = Field(
+        default="mask",
+        description=(
+            "Embedding a response token is compared with: mask = the RM's [MASK] token (pad when it has none), "
+            "pad, or zero (plain gradient x input)."
+        ),
+    )
+
+
+class IntegratedGradientsConfig(StrictSection):
+    n_steps: int = Field(default=16, ge=1, description="Quadrature points on the path from the baseline.")
+    baseline: Literal["mask", "pad", "zero"] = Field(
+        default="mask",
+        description="Embedding the response tokens start from (prompt and special tokens kept): mask, pad or zero.",
+    )
+    method: Literal["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right"] = Field(
+        default="gausslegendre", description="Captum's quadrature rule."
+    )
+
+
+class LogRatioConfig(StrictSection):
+    policy: ModelSpec | None = Field(
+        default=None, description="The DPO-tuned causal LM pi_dpo (required when `log_ratio` is a source)."
+    )
+    reference: ModelSpec | None = Field(
+        default=None, description="The reference pi_ref it was tuned from (required when `log_ratio` is a source)."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Responses per forward of each model.")
 
 
 class ShapingConfig(StrictSection):
@@ -154,6 +208,9 @@ class ShapingConfig(StrictSection):
     )
     shap: ShapConfig = Field(default_factory=ShapConfig)
     lime: LimeConfig = Field(default_factory=LimeConfig)
+    gradient: GradientConfig = Field(default_factory=GradientConfig)
+    integrated_gradients: IntegratedGradientsConfig = Field(default_factory=IntegratedGradientsConfig)
+    log_ratio: LogRatioConfig = Field(default_factory=LogRatioConfig)
     attention_query: Literal["auto", "final", "first"] = Field(
         default="auto",
         description="Attention row read by `attention`: auto = final token of a causal RM, [CLS] of an encoder.",
@@ -173,6 +230,15 @@ class ShapingConfig(StrictSection):
         if sources is None:  # the sources failed their own check, which reports it
             return value
         return check_weights(value, sources, field="shaping.weights")
+
+    @model_validator(mode="after")
+    def _log_ratio_models(self) -> ShapingConfig:
+        if "log_ratio" in self.sources and (self.log_ratio.policy is None or self.log_ratio.reference is None):
+            raise ValueError(
+                "shaping.log_ratio: 'log_ratio' is in shaping.sources, so shaping.log_ratio.policy (the DPO-tuned "
+                "model) and shaping.log_ratio.reference (the model it was tuned from) must both be set"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,6 +313,10 @@ class Config(StrictSection):
                 "ppo.mini_batch_size must be a multiple of ppo.gradient_accumulation_steps, got "
                 f"{self.ppo.mini_batch_size} and {self.ppo.gradient_accumulation_steps}"
             )
+        if "shap" in self.shaping.sources:
+            message = shap_budget_warning(self.shaping.shap.max_evals, self.ppo.max_new_tokens)
+            if message is not None:
+                warnings.warn(message, UserWarning, stacklevel=2)
         return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> Self:

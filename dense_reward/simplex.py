@@ -13,7 +13,7 @@ import numpy as np
 
 from dense_reward.errors import UserError
 
-SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient")
+SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient", "integrated_gradients", "log_ratio")
 """Every attribution source the library knows, in a fixed order."""
 
 TOLERANCE = 1e-6

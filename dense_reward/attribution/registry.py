@@ -7,7 +7,9 @@ from typing import Any
 from dense_reward.attribution.attention import AttentionExplainer
 from dense_reward.attribution.base import Explainer
 from dense_reward.attribution.gradient import GradientExplainer
+from dense_reward.attribution.integrated_gradients import IntegratedGradientsExplainer
 from dense_reward.attribution.lime_source import LimeExplainer
+from dense_reward.attribution.log_ratio import LogRatioExplainer
 from dense_reward.attribution.redistribution import RedistributionExplainer
 from dense_reward.attribution.shap_source import ShapExplainer
 from dense_reward.attribution.sparse import SparseExplainer
@@ -22,6 +24,8 @@ EXPLAINERS: dict[str, type[Explainer]] = {
         ShapExplainer,
         LimeExplainer,
         GradientExplainer,
+        IntegratedGradientsExplainer,
+        LogRatioExplainer,
     )
 }
 """Source name -> explainer class; each class carries its facts (e.g. ``is_distribution``)."""

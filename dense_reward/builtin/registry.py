@@ -20,6 +20,7 @@ import numpy as np
 from dense_reward.builtin import tiny
 from dense_reward.builtin.cache import build_in_place, is_built, model_dir
 from dense_reward.builtin.demo import POLICY_NAME, REWARD_MODEL_NAME, gguf_policy, gold, prompts, reward_head
+from dense_reward.builtin.dpo import DPORecipe, build_dpo_policy
 from dense_reward.errors import UserError
 
 Progress = Callable[[str], None]
@@ -59,6 +60,16 @@ class BuiltinGoldScorer:
 
 Builtin = BuiltinModel | BuiltinDataset | BuiltinGoldScorer
 
+DEMO_DPO = DPORecipe(
+    POLICY_NAME, REWARD_MODEL_NAME, "demo-prompts", pairs=96, max_new_tokens=24, epochs=2, learning_rate=1e-5
+)
+"""The demo policy's DPO recipe: its own sample pairs on demo prompts, ranked by the demo reward model."""
+
+
+def _dpo(folder: Path, progress: Progress, recipe: DPORecipe) -> Path:
+    """Build a DPO-tuned policy from the built-ins `recipe` names (see `dpo.build_dpo_policy`)."""
+    return build_dpo_policy(folder, progress, recipe, lambda name: resolve_model(name, progress=progress), load_dataset_rows)
+
 BUILTINS: Mapping[str, Builtin] = MappingProxyType(
     {
         "tiny-gpt2": BuiltinModel(
@@ -74,6 +85,14 @@ BUILTINS: Mapping[str, Builtin] = MappingProxyType(
         ),
         REWARD_MODEL_NAME: BuiltinModel(
             reward_head.build_reward_model, "MiniLM with a scalar head fitted to VADER (demo reward model)"
+        ),
+        "tiny-gpt2-dpo": BuiltinModel(
+            lambda folder, progress: _dpo(folder, progress, DPORecipe("tiny-gpt2", "tiny-rm", "tiny-prompts", pairs=48)),
+            "tiny-gpt2 tuned with DPO on its own sample pairs ranked by tiny-rm (log_ratio tests)",
+        ),
+        f"{POLICY_NAME}-dpo": BuiltinModel(
+            lambda folder, progress: _dpo(folder, progress, DEMO_DPO),
+            "the demo policy tuned with DPO on its own sample pairs ranked by the demo reward model (log_ratio)",
         ),
         "tiny-prompts": BuiltinDataset(
             tiny.prompt_rows, "200 pseudo-English sentences from the tiny vocabulary"

@@ -191,7 +191,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     policy_tokenizer = load_tokenizer(ModelSpec(path="builtin:tiny-gpt2"))
-    options = {"shap": {"max_evals": args.max_evals}, "lime": {"num_samples": args.num_samples}}
+    options = {
+        "shap": {"max_evals": args.max_evals},
+        "lime": {"num_samples": args.num_samples},
+        # The DPO-tuned tiny policy and its reference: the source reads no RM, so one pair serves every RM.
+        "log_ratio": {"policy": "builtin:tiny-gpt2-dpo", "reference": "builtin:tiny-gpt2"},
+    }
     report: dict[str, Any] = {
         "settings": {
             "responses": args.responses,
@@ -218,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         prompt_rm_tokens = np.mean([item.response_start for item in items])
         # Warm-up: shap's first call compiles numba code; torch allocates its buffers.
         warm = ScoredBatch(batch.prompts[:2], batch.responses[:2], batch.response_offsets[:2], batch.scores[:2])
-        measure_sources(reward_model, warm, {"shap": {"max_evals": 8}, "lime": {"num_samples": 8}})
+        measure_sources(reward_model, warm, {**options, "shap": {"max_evals": 8}, "lime": {"num_samples": 8}})
         print(" sources:")
         sources = measure_sources(reward_model, batch, options)
         vs_plain = {}

@@ -21,7 +21,13 @@ The responses are sampled once and cached to a JSON file (reruns skip generation
     DENSE_REWARD_CACHE=... nice -n 10 .venv/bin/python tests/benchmarks/fidelity.py
 
 Writes ``docs/benchmarks/fidelity.json``, ``fidelity.md`` and ``docs/fidelity.png``.
-``--smoke`` runs the same code on the builtin tiny models at a tiny size.
+``--smoke`` runs the same code on the builtin tiny models at a tiny size. ``--only LABEL ...`` measures
+only those rows (e.g. ``--only integrated_gradients@16 log_ratio``) and merges them into the existing
+outputs when those were measured on the same responses, so the slow rows need not run again.
+
+A task is a `Task`: its models, prompts and a ``gold_token_credit(text, offsets)`` function; the
+demo is the one there is (``--task demo``); another built-in task with a gold per-token credit is
+added to `TASKS` and writes ``fidelity_<task>.json``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ import platform
 import random
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +73,42 @@ class Variant:
     options: dict[str, Any]
 
 
-def variants(shap_budgets: list[int], lime_budgets: list[int], seed: int) -> list[Variant]:
-    """Every source once, shap and lime once per budget."""
+@dataclass(frozen=True)
+class Task:
+    """A built-in task whose responses have a known per-token gold credit."""
+
+    policy: str
+    reward: str
+    prompts: Callable[[], list[str]]
+    gold_token_credit: Callable[[str, list[tuple[int, int]]], np.ndarray | None]
+    """(text, policy token spans) -> (P,) gold credit per policy token, or None when it cannot be computed."""
+    log_ratio: dict[str, str] = field(default_factory=dict)
+    """``policy`` (DPO-tuned) and ``reference`` paths of the `log_ratio` source; empty = no such row."""
+    smoke_log_ratio: dict[str, str] = field(default_factory=dict)
+
+
+def variants(args: argparse.Namespace, task: Task) -> list[Variant]:
+    """Every source once, shap and lime once per budget, integrated gradients once per step count."""
     # Cheapest first: the outputs are rewritten after every source, so a cut-short run keeps the most.
-    rows = [Variant("sparse", "sparse", {}), Variant("attention", "attention", {}), Variant("gradient", "gradient", {})]
+    rows = [
+        Variant("sparse", "sparse", {}),
+        Variant("attention", "attention", {}),
+        Variant("gradient", "gradient", {"baseline": "mask"}),
+        Variant("gradient@zero", "gradient", {"baseline": "zero"}),
+    ]
+    log_ratio = task.smoke_log_ratio if args.smoke else task.log_ratio
+    if log_ratio:
+        rows.append(Variant("log_ratio", "log_ratio", dict(log_ratio)))
+    rows += [Variant(f"integrated_gradients@{n}", "integrated_gradients", {"n_steps": n}) for n in sorted(args.ig_steps)]
     rows.append(Variant("redistribution", "redistribution", {}))
-    for shap_budget, lime_budget in zip(sorted(shap_budgets), sorted(lime_budgets), strict=True):
+    for shap_budget, lime_budget in zip(sorted(args.shap_budgets), sorted(args.lime_budgets), strict=True):
         rows.append(Variant(f"shap@{shap_budget}", "shap", {"max_evals": shap_budget}))
-        rows.append(Variant(f"lime@{lime_budget}", "lime", {"num_samples": lime_budget, "seed": seed}))
+        rows.append(Variant(f"lime@{lime_budget}", "lime", {"num_samples": lime_budget, "seed": args.seed}))
+    if args.only:
+        unknown = sorted(set(args.only) - {row.label for row in rows})
+        if unknown:
+            raise SystemExit(f"--only: unknown row(s) {unknown}; known: {[row.label for row in rows]}")
+        rows = [row for row in rows if row.label in args.only]
     return rows
 
 
@@ -105,9 +140,9 @@ def sample_responses(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"responses: {len(rows)} from {cache}")
                 return rows
             print(f"responses: continuing from {len(rows)} in {cache}")
-    prompts = load_demo_prompts()
+    prompts = TASKS[args.task].prompts()
     if args.responses > len(prompts):
-        raise SystemExit(f"--responses {args.responses}: the demo set has only {len(prompts)} prompts")
+        raise SystemExit(f"--responses {args.responses}: the {args.task} set has only {len(prompts)} prompts")
     random.Random(args.seed).shuffle(prompts)
     prompts = prompts[: args.responses]
     policy, tokenizer = load_policy(ModelSpec(path=args.policy))
@@ -150,13 +185,25 @@ def natural_rows(tokenizer, prompts: list[str], count: int) -> list[dict[str, An
 # --------------------------------------------------------------------------------------------------
 
 
-def gold_token_credit(text: str, offsets: list[tuple[int, int]]) -> np.ndarray | None:
+def vader_token_credit(text: str, offsets: list[tuple[int, int]]) -> np.ndarray | None:
     """VADER per-word valences moved onto the policy tokens (None when VADER's word split disagrees)."""
     try:
         credit = word_credit(text)
     except ValueError:
         return None
     return align_credit(credit.spans, credit.valences, offsets)  # (P,)
+
+
+TASKS: dict[str, Task] = {
+    "demo": Task(
+        policy="builtin:smollm2-135m-instruct",
+        reward="builtin:minilm-rm",
+        prompts=load_demo_prompts,
+        gold_token_credit=vader_token_credit,
+        log_ratio={"policy": "builtin:smollm2-135m-instruct-dpo", "reference": "builtin:smollm2-135m-instruct"},
+        smoke_log_ratio={"policy": "builtin:tiny-gpt2-dpo", "reference": "builtin:tiny-gpt2"},
+    ),
+}
 
 
 def is_constant(values: np.ndarray) -> bool:
@@ -193,6 +240,7 @@ def summarise(values: list[float]) -> dict[str, float | None]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
+    earlier = previous_report(args)
     rows = sample_responses(args)
     _, tokenizer = load_policy(ModelSpec(path=args.policy))
     reward_model = RewardModel.from_spec(RewardModelSpec(path=args.reward, batch_size=args.rm_batch_size))
@@ -200,7 +248,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prompts = [row["prompt"] for row in rows]
     texts = [text for text, _ in decoded]
     offsets = [spans for _, spans in decoded]
-    golds = [gold_token_credit(text, spans) for text, spans in decoded]
+    golds = [TASKS[args.task].gold_token_credit(text, spans) for text, spans in decoded]
     unsplittable = sum(g is None for g in golds)
     usable = [i for i, g in enumerate(golds) if g is not None and not is_constant(g)]
     scores = reward_model.score(prompts, texts).double().numpy()  # (N,)
@@ -214,6 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     per_response: dict[str, list[float | None]] = {}
     report = {
         "settings": {
+            "task": args.task,
             "policy": args.policy,
             "reward_model": args.reward,
             "responses": len(rows),
@@ -244,10 +293,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "per_response_spearman": per_response,
         "examples": [{"prompt": prompts[i], "response": texts[i]} for i in usable[:3]],
     }
-    for variant in variants(args.shap_budgets, args.lime_budgets, args.seed):
+    for variant in variants(args, TASKS[args.task]):
         explainer = build_explainer(variant.source, reward_model, **variant.options)
         explainer.explain(warm)  # shap compiles numba code on its first call; keep it out of the timing
         calls, sequences = reward_model.forward_calls, reward_model.sequences_scored
+        policy_calls = getattr(explainer, "forward_calls", 0)
         wall, cpu = 0.0, 0.0
         credits: list[np.ndarray] = []
         for chunk in chunks:
@@ -278,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu_seconds_per_response": cpu / n,
             "rm_forward_calls_per_response": (reward_model.forward_calls - calls) / n,
             "rm_sequences_per_response": (reward_model.sequences_scored - sequences) / n,
+            "policy_forward_calls_per_response": (getattr(explainer, "forward_calls", 0) - policy_calls) / n,
         }
         per_response[variant.label] = rho_by_response
         spearman = results[variant.label]["spearman"]
@@ -287,9 +338,48 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
         report["settings"]["load_average_at_end"] = os.getloadavg()[0]
-        write_outputs(report, args)
+        write_outputs(merged(earlier, report), args)
     report["complete"] = True
-    return report
+    return merged(earlier, report)
+
+
+SAME_RESPONSES = ("task", "policy", "reward_model", "responses", "max_new_tokens", "temperature", "seed")
+"""Settings that must agree for rows of two runs to be merged (they were measured on the same responses)."""
+
+
+def previous_report(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The existing outputs to merge the rows of an ``--only`` run into (None for a full run).
+
+    Raises SystemExit when they were measured on other responses.
+    """
+    path = args.out_dir / output_name(args.task, "json")
+    if not args.only or not path.is_file():
+        return None
+    earlier = json.loads(path.read_text())
+    wanted = {
+        "task": args.task, "policy": args.policy, "reward_model": args.reward, "seed": args.seed,
+        "responses": args.responses + args.natural_replies, "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+    }
+    differ = [key for key in SAME_RESPONSES if earlier["settings"].get(key, "demo" if key == "task" else None) != wanted[key]]
+    if differ:
+        raise SystemExit(f"--only: {path} was measured on other responses ({differ} differ); run without --only")
+    return earlier
+
+
+def merged(earlier: dict[str, Any] | None, report: dict[str, Any]) -> dict[str, Any]:
+    """`report`'s rows put into `earlier` (rows of the same label replaced, new ones added at the end)."""
+    if earlier is None:
+        return report
+    result = json.loads(json.dumps(earlier))
+    result["sources"].update(report["sources"])
+    result["per_response_spearman"].update(report["per_response_spearman"])
+    runs = result["settings"].setdefault("merged_runs", [])
+    runs.append({"rows": list(report["sources"]), **{k: report["settings"][k] for k in MERGED_RUN_SETTINGS}})
+    return result
+
+
+MERGED_RUN_SETTINGS = ("torch_threads", "load_average_at_start", "load_average_at_end")
 
 
 LOAD_AT_START = os.getloadavg()[0]
@@ -316,8 +406,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{s['load_average_at_start']:.1f} at start / {s['load_average_at_end']:.1f} at end (shared machine: "
         "seconds are upper bounds).",
         "",
-        "| source | Spearman median | mean | IQR | rho > 0 | constant | s / response | RM forwards / response | RM sequences / response |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| source | Spearman median | mean | IQR | rho > 0 | constant | s / response | RM forwards / response | RM sequences / response | policy forwards / response |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, row in report["sources"].items():
         sp = row["spearman"]
@@ -326,7 +416,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {label} | {fmt(sp['median'])} | {fmt(sp['mean'])} | {iqr} | {positive} | {row['constant_source']} | "
             f"{row['seconds_per_response']:.3f} | {row['rm_forward_calls_per_response']:.2f} | "
-            f"{row['rm_sequences_per_response']:.1f} |"
+            f"{row['rm_sequences_per_response']:.1f} | {row.get('policy_forward_calls_per_response', 0.0):.2f} |"
+        )
+    for run in s.get("merged_runs", []):
+        lines.append(
+            f"\nRows {', '.join(run['rows'])} measured in a later run on the same responses ({run['torch_threads']} "
+            f"thread(s), load average {run['load_average_at_start']:.1f} at start / {run['load_average_at_end']:.1f} at end)."
         )
     return "\n".join(lines) + "\n"
 
@@ -361,14 +456,17 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", default="builtin:smollm2-135m-instruct")
-    parser.add_argument("--reward", default="builtin:minilm-rm")
+    parser.add_argument("--task", default="demo", choices=sorted(TASKS))
+    parser.add_argument("--policy", default=None, help="default: the task's policy")
+    parser.add_argument("--reward", default=None, help="default: the task's reward model")
     parser.add_argument("--responses", type=int, default=200)
     parser.add_argument("--max-new-tokens", type=int, default=28)
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (PPO's default)")
     parser.add_argument("--generation-batch", type=int, default=16)
     parser.add_argument("--shap-budgets", type=int, nargs=2, default=[16, 64], metavar="MAX_EVALS")
     parser.add_argument("--lime-budgets", type=int, nargs=2, default=[16, 64], metavar="NUM_SAMPLES")
+    parser.add_argument("--ig-steps", type=int, nargs="+", default=[4, 16], metavar="N_STEPS")
+    parser.add_argument("--only", nargs="+", default=None, metavar="LABEL", help="measure only these rows and merge them")
     parser.add_argument("--explain-batch", type=int, default=16, help="responses per explained batch (PPO-sized)")
     parser.add_argument("--rm-batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -379,28 +477,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--natural-replies", type=int, default=0, help="also explain this many hand-written kit replies")
     parser.add_argument("--smoke", action="store_true", help="builtin tiny models, 3 sampled + 3 hand-written replies, tiny budgets")
     args = parser.parse_args(argv)
+    args.policy = args.policy or TASKS[args.task].policy
+    args.reward = args.reward or TASKS[args.task].reward
     if args.smoke:
         args.policy, args.reward = "builtin:tiny-gpt2", "builtin:tiny-rm"
         args.responses, args.max_new_tokens, args.generation_batch, args.natural_replies = 3, 10, 3, 3
-        args.shap_budgets, args.lime_budgets, args.explain_batch = [8, 12], [8, 12], 3
+        args.shap_budgets, args.lime_budgets, args.explain_batch, args.ig_steps = [8, 12], [8, 12], 3, [2]
     if args.responses_cache is None:
-        args.responses_cache = args.out_dir / "fidelity_responses.json"
+        args.responses_cache = args.out_dir / output_name(args.task, "json", "_responses")
     return args
 
 
 def write_outputs(report: dict[str, Any], args: argparse.Namespace) -> None:
     """JSON, table and plot of the sources measured so far (rewritten after every source)."""
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "fidelity.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out_dir / "fidelity.md").write_text(markdown(report))
+    (args.out_dir / output_name(args.task, "json")).write_text(json.dumps(report, indent=2) + "\n")
+    (args.out_dir / output_name(args.task, "md")).write_text(markdown(report))
     plot(report, args.plot)
+
+
+def output_name(task: str, extension: str, suffix: str = "") -> str:
+    """``fidelity<suffix>.<extension>`` for the demo, ``fidelity_<task><suffix>.<extension>`` for another task."""
+    return f"fidelity{'' if task == 'demo' else '_' + task}{suffix}.{extension}"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report = run(args)
     write_outputs(report, args)
-    print(f"wrote {args.out_dir / 'fidelity.json'}, {args.out_dir / 'fidelity.md'} and {args.plot}")
+    print(f"wrote {args.out_dir / output_name(args.task, 'json')}, {output_name(args.task, 'md')} and {args.plot}")
     return 0
 
 

@@ -34,7 +34,8 @@ def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: P
     report = json.loads((tmp_path / "fidelity.json").read_text())
     assert report["complete"]
     assert set(report["sources"]) == {
-        "sparse", "attention", "gradient", "redistribution", "shap@8", "shap@12", "lime@8", "lime@12"
+        "sparse", "attention", "gradient", "gradient@zero", "log_ratio", "integrated_gradients@2", "redistribution",
+        "shap@8", "shap@12", "lime@8", "lime@12",
     }
     assert report["responses_total"] == 6
     # The hand-written replies carry sentiment words, so some responses have gold credit to rank.
@@ -50,6 +51,26 @@ def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: P
     assert report["sources"]["shap@12"]["rm_sequences_per_response"] > report["sources"]["gradient"]["rm_sequences_per_response"]
     assert "| shap@12 |" in (tmp_path / "fidelity.md").read_text()
     assert (tmp_path / "fidelity.png").stat().st_size > 0
+    # log_ratio reads two policies and no RM: two policy forwards per explained batch of 3 responses.
+    assert report["sources"]["log_ratio"]["rm_forward_calls_per_response"] == 0.0
+    assert report["sources"]["log_ratio"]["policy_forward_calls_per_response"] == pytest.approx(2 / 3)
+    assert report["sources"]["integrated_gradients@2"]["rm_sequences_per_response"] > 2
+
+    # --only measures the rows named and merges them into the outputs already there.
+    earlier = json.loads((tmp_path / "fidelity.json").read_text())
+    dropped = earlier["sources"].pop("integrated_gradients@2")
+    del earlier["per_response_spearman"]["integrated_gradients@2"]
+    (tmp_path / "fidelity.json").write_text(json.dumps(earlier))
+    assert fidelity.main([*argv, "--only", "integrated_gradients@2", "sparse"]) == 0
+    merged = json.loads((tmp_path / "fidelity.json").read_text())
+    assert list(merged["sources"]) == [*earlier["sources"], "integrated_gradients@2"]
+    assert merged["sources"]["shap@12"] == earlier["sources"]["shap@12"]
+    assert merged["sources"]["integrated_gradients@2"]["spearman"] == dropped["spearman"]
+    assert merged["settings"]["merged_runs"][-1]["rows"] == ["sparse", "integrated_gradients@2"]
+    assert len(merged["per_response_spearman"]["integrated_gradients@2"]) == 6
+    assert "Rows sparse, integrated_gradients@2 measured in a later run" in (tmp_path / "fidelity.md").read_text()
+    with pytest.raises(SystemExit, match="other responses"):
+        fidelity.main([*argv, "--seed", "1", "--only", "sparse"])
 
     cache = tmp_path / "fidelity_responses.json"
     before = cache.stat().st_mtime_ns

@@ -24,10 +24,32 @@ from tests.support.import_graph import import_graph
 
 
 def test_every_builtin_a_shipped_config_names_is_registered() -> None:
-    assert names(BuiltinModel) == ["tiny-gpt2", "tiny-rm", "smollm2-135m-instruct", "minilm-rm"]
+    assert names(BuiltinModel) == [
+        "tiny-gpt2", "tiny-rm", "smollm2-135m-instruct", "minilm-rm", "tiny-gpt2-dpo", "smollm2-135m-instruct-dpo"
+    ]
     assert names(BuiltinDataset) == ["tiny-prompts", "demo-prompts"]
     assert names(BuiltinGoldScorer) == ["vader"]
-    assert len(BUILTINS) == 7
+    assert len(BUILTINS) == 9
+
+
+def test_dpo_policy_is_built_from_its_recipe_and_prefers_the_chosen_responses() -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = resolve_model("tiny-gpt2-dpo")
+    summary = json.loads((folder / "dpo.json").read_text())
+    assert summary["recipe"]["policy"] == "tiny-gpt2" and summary["recipe"]["reward"] == "tiny-rm"
+    assert summary["pairs_kept"] > 0
+    first, last = summary["history"][0], summary["history"][-1]
+    # DPO's loss starts at log 2 (policy == reference) and falls as the policy learns the preferences.
+    assert first["loss"] == pytest.approx(0.693, abs=0.02)
+    assert last["loss"] < first["loss"] - 0.02
+    assert last["pair_accuracy"] >= 0.9
+    assert not list(folder.glob("*.bin"))
+    tuned, base = load_file(folder / "model.safetensors"), load_file(resolve_model("tiny-gpt2") / "model.safetensors")
+    assert tuned.keys() == base.keys()
+    assert any(not (tuned[k] == base[k]).all() for k in tuned)
 
 
 def test_model_is_built_into_the_cache_once(_isolated_cache) -> None:

@@ -161,3 +161,23 @@ def test_simplex_errors_name_the_exact_field() -> None:
     data["shaping"]["weights"] = {"sparse": 0.7, "attention": 0.2}
     with pytest.raises(ConfigError, match=r"shaping\.weights: weights must sum to 1"):
         validate_config(data)
+
+
+def test_a_shap_budget_far_below_m_squared_warns_naming_the_field(tiny_config) -> None:
+    import warnings
+
+    data = tiny_config.library_config().model_dump()
+    data["shaping"]["sources"] = ["sparse", "shap"]
+    data["ppo"]["max_new_tokens"] = 48
+    data["shaping"]["shap"]["max_evals"] = 64  # 48 tokens: exact Owen values need ~48^2 = 2304 evaluations
+    with pytest.warns(UserWarning, match=r"shaping\.shap\.max_evals=64 is far below the ~2304 RM evaluations"):
+        Config.model_validate(data)
+    quiet = [
+        {"shap": {"max_evals": 600}},  # at least a quarter of M^2
+        {"sources": ["sparse", "lime"]},  # no shap in the mix
+    ]
+    for change in quiet:
+        shaping = {**data["shaping"], **change}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Config.model_validate({**data, "shaping": shaping})

@@ -327,3 +327,19 @@ def test_make_searcher_names_a_bad_start_point(tiny_config: Config) -> None:
     config = tiny_config.with_overrides({"search.points_to_evaluate": [{"sparse": 0.5, "shap": 0.2}]})
     with pytest.raises(ConfigError, match=r"search\.points_to_evaluate\[0\].*sum to 1"):
         make_searcher(config)
+
+
+def test_botorch_searches_the_gradient_and_log_ratio_sources() -> None:
+    sources = ("sparse", "integrated_gradients", "gradient", "log_ratio")
+    target = np.array([0.1, 0.6, 0.0, 0.3])
+    searcher = botorch(SearchSpace(sources))
+    best = -np.inf
+    for i in range(7):
+        config = searcher.suggest(f"t{i}")
+        weights = config[WEIGHTS_KEY]
+        assert list(weights) == list(sources)
+        assert sum(weights.values()) == pytest.approx(1.0, abs=1e-6) and min(weights.values()) >= -1e-9
+        value = -float(np.sum((np.array([weights[s] for s in sources]) - target) ** 2))
+        searcher.on_trial_complete(f"t{i}", {"val_reward": value})
+        best = max(best, value)
+    assert best > -0.25  # the GP phase (after 4 quasi-random points) moves towards the target

@@ -22,6 +22,7 @@ from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import DenseReward
 from dense_reward.simplex import SOURCES
 from tests.support.reward_models import AdditiveRewardModel, tiny_causal_reward_model, word_level_tokenizer
+from tests.support.sources import LOG_RATIO_OPTIONS, LOG_RATIO_SECTION
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,8 @@ def test_registry_knows_every_source(additive) -> None:
         assert explainer.name == name
         # Only sparse and attention credit is a distribution already; the rest is signed.
         assert explainer.is_distribution == (name in ("sparse", "attention"))
-        assert isinstance(build_explainer(name, additive[0]), Explainer)
+        options = LOG_RATIO_OPTIONS if name == "log_ratio" else {}
+        assert isinstance(build_explainer(name, additive[0], **options), Explainer)
     with pytest.raises(ValueError, match="unknown attribution source"):
         build_explainer("nope", additive[0])
     with pytest.raises(ValueError, match="bad options"):
@@ -175,7 +177,9 @@ def test_every_source_on_tiny_models_in_a_ppo_batch(tiny_rm_spec, policy_tokeniz
     token_ids = [policy_tokenizer.encode(" " + s)[:24] + [policy_tokenizer.eos_token_id] for s in sentences]
     token_ids[0] = [policy_tokenizer.eos_token_id]  # an empty response (EOS at once)
     weights = {name: 1.0 / len(SOURCES) for name in SOURCES}
-    shaping = ShapingConfig(sources=list(SOURCES), shap={"max_evals": 16}, lime={"num_samples": 16})
+    shaping = ShapingConfig(
+        sources=list(SOURCES), shap={"max_evals": 16}, lime={"num_samples": 16}, log_ratio=LOG_RATIO_SECTION
+    )
     reward = DenseReward(reward_model, policy_tokenizer, shaping, weights)
     out = reward(prompts, token_ids)
     assert set(out.attributions) == set(SOURCES)
@@ -196,7 +200,7 @@ def test_every_source_on_a_causal_reward_model(policy_tokenizer) -> None:
 
     reward_model = tiny_causal_reward_model()
     batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)
-    options = {"shap": {"max_evals": 10}, "lime": {"num_samples": 10}}
+    options = {"shap": {"max_evals": 10}, "lime": {"num_samples": 10}, "log_ratio": LOG_RATIO_OPTIONS}
     for name in SOURCES:
         credits = build_explainer(name, reward_model, **options.get(name, {})).explain(batch)
         for offsets, credit in zip(batch.response_offsets, credits, strict=True):

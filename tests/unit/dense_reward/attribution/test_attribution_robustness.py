@@ -25,8 +25,9 @@ from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import NORMALIZERS, DenseReward, shape
 from dense_reward.simplex import SOURCES
 from tests.support.reward_models import AdditiveRewardModel, tiny_causal_reward_model, word_level_tokenizer
+from tests.support.sources import LOG_RATIO_OPTIONS, LOG_RATIO_SECTION
 
-OPTIONS = {"shap": {"max_evals": 12}, "lime": {"num_samples": 12}}
+OPTIONS = {"shap": {"max_evals": 12}, "lime": {"num_samples": 12}, "log_ratio": LOG_RATIO_OPTIONS}
 EMOJI_REPLIES = [" Great job 👍 谢谢！", "👍谢谢", " Thanks 🙏🏽, naïve café", "好"]
 
 
@@ -287,7 +288,8 @@ def test_any_unicode_reply_through_every_source_and_normaliser(
     eos = policy_tokenizer.eos_token_id
     token_ids = [policy_tokenizer.encode(reply)[:16] + [eos] for reply in replies]
     shaping = ShapingConfig(
-        sources=list(SOURCES), normalize=normalize, shap={"max_evals": 8}, lime={"num_samples": 8}
+        sources=list(SOURCES), normalize=normalize, shap={"max_evals": 8}, lime={"num_samples": 8},
+        log_ratio=LOG_RATIO_SECTION,
     )
     weights = {source: 1.0 / len(SOURCES) for source in SOURCES}
     reward = DenseReward(reward_model, policy_tokenizer, shaping, weights, skip_zero_weight=False)
