@@ -52,7 +52,9 @@ RESULTS = paper_claims.RESULTS
 ARMS = paper_claims.ARMS
 
 
-def run_config(base: Config, args: argparse.Namespace, weights: dict[str, float], seed: int, length: int) -> Config:
+def run_config(
+    base: Config, args: argparse.Namespace, weights: dict[str, float], seed: int, length: int
+) -> Config:
     """The gym config at the benchmark's sizes, with this arm's weights, seed and response length."""
     sources = list(dict.fromkeys([*base.shaping.sources, *weights]))
     return base.with_overrides(
@@ -83,7 +85,12 @@ def fidelity(config: Config, responses: int) -> dict[str, float]:
     """
     run = Run(config, {"sparse": 1.0})
     every = DenseReward(
-        run.reward_model, run.tokenizer, config.shaping, {"sparse": 1.0}, run.splits.raw, seed=config.seed,
+        run.reward_model,
+        run.tokenizer,
+        config.shaping,
+        {"sparse": 1.0},
+        run.splits.raw,
+        seed=config.seed,
         skip_zero_weight=False,
     )
     prompts = (run.splits.validation * responses)[:responses]
@@ -116,7 +123,9 @@ def interval(values: np.ndarray) -> tuple[float, float]:
     """Mean and the half-width of its 95% t-interval (0 for a single value)."""
     if len(values) < 2:
         return float(values.mean()), 0.0
-    return float(values.mean()), float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return float(values.mean()), float(
+        stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    )
 
 
 def paired_tests(arm: dict[int, float], sparse: dict[int, float]) -> dict[str, float | None]:
@@ -124,8 +133,12 @@ def paired_tests(arm: dict[int, float], sparse: dict[int, float]) -> dict[str, f
     seeds = sorted(set(arm) & set(sparse))
     differences = np.array([arm[s] - sparse[s] for s in seeds])
     if len(seeds) < 2 or not np.any(differences):
-        return {"seeds": len(seeds), "mean_difference": float(differences.mean()) if seeds else None,
-                "t_p": None, "wilcoxon_p": None}
+        return {
+            "seeds": len(seeds),
+            "mean_difference": float(differences.mean()) if seeds else None,
+            "t_p": None,
+            "wilcoxon_p": None,
+        }
     return {
         "seeds": len(seeds),
         "mean_difference": float(differences.mean()),
@@ -191,9 +204,15 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{row['value_loss_mean']:.4f} | {row['val_reward_final_mean']:+.3f} | {row['step_seconds_mean']:.2f} |"
             )
         fid = ", ".join(f"{k} {v:+.3f}" for k, v in part["fidelity"].items())
-        lines += ["", f"Fidelity (mean per-response Spearman of token credit with the exact gold credit): {fid}."]
-    lines += ["", f"Wall time {report['wall_seconds'] / 60:.1f} min on {s['cpu_count']} shared CPUs "
-              f"(load average {s['load_average_at_start']:.1f} at start)."]
+        lines += [
+            "",
+            f"Fidelity (mean per-response Spearman of token credit with the exact gold credit): {fid}.",
+        ]
+    lines += [
+        "",
+        f"Wall time {report['wall_seconds'] / 60:.1f} min on {s['cpu_count']} shared CPUs "
+        f"(load average {s['load_average_at_start']:.1f} at start).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -210,7 +229,9 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         by_arm: dict[str, list[dict[str, Any]]] = {}
         for run in report["lengths"][length]["runs"]:
             by_arm.setdefault(run["arm"], []).append(run)
-        for axis, (key, where) in zip(row_axes, [("gold_reward", "evaluations"), ("value_loss", "steps")], strict=True):
+        for axis, (key, where) in zip(
+            row_axes, [("gold_reward", "evaluations"), ("value_loss", "steps")], strict=True
+        ):
             for arm, runs in by_arm.items():
                 steps, values = paper_claims.curve(runs, key, where)
                 mean = values.mean(axis=0)
@@ -249,25 +270,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mine["runs"] += [r for r in part["runs"] if (r["arm"], r["seed"]) not in have]
     started = time.perf_counter() - report["wall_seconds"]
     report["settings"] = {
-        **paper_claims.settings_of(argparse.Namespace(**{**vars(args), "batch_size": base.ppo.batch_size,
-                                                         "mini_batch_size": base.ppo.mini_batch_size,
-                                                         "update_epochs": base.ppo.update_epochs,
-                                                         "max_new_tokens": args.lengths,
-                                                         "shap_max_evals": base.shaping.shap.max_evals,
-                                                         "lime_num_samples": base.shaping.lime.num_samples}), base),
+        **paper_claims.settings_of(
+            argparse.Namespace(
+                **{
+                    **vars(args),
+                    "batch_size": base.ppo.batch_size,
+                    "mini_batch_size": base.ppo.mini_batch_size,
+                    "update_epochs": base.ppo.update_epochs,
+                    "max_new_tokens": args.lengths,
+                    "shap_max_evals": base.shaping.shap.max_evals,
+                    "lime_num_samples": base.shaping.lime.num_samples,
+                }
+            ),
+            base,
+        ),
     }
     for length in args.lengths:
         part = report["lengths"].setdefault(str(length), {"runs": []})
         if "fidelity" not in part and not args.report_only:
-            part["fidelity"] = fidelity(run_config(base, args, {"sparse": 1.0}, 0, length), args.fidelity_responses)
+            part["fidelity"] = fidelity(
+                run_config(base, args, {"sparse": 1.0}, 0, length), args.fidelity_responses
+            )
         done = {(r["arm"], r["seed"]) for r in part["runs"]}
         for seed in args.seeds:
             for arm in args.arms:
                 if (arm, seed) in done or args.report_only:
                     continue
-                weights = paper_claims.arm_weights("bo" if arm == "given" else arm, list(base.shaping.sources), given)
+                weights = paper_claims.arm_weights(
+                    "bo" if arm == "given" else arm, list(base.shaping.sources), given
+                )
                 print(f"{length} words, {arm} seed {seed}: weights {weights}", flush=True)
-                result = paper_claims.train_one(run_config(base, args, weights, seed, length), f"{length}/{arm}/{seed}")
+                result = paper_claims.train_one(
+                    run_config(base, args, weights, seed, length), f"{length}/{arm}/{seed}"
+                )
                 part["runs"].append({"arm": arm, "seed": seed, "weights": weights, **result})
                 report["wall_seconds"] = time.perf_counter() - started
                 args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -280,22 +315,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "tune_jobs" / "configs" / "gym.yaml")
-    parser.add_argument("--best-weights", help='weights of the `given` arm as JSON, e.g. {"shap": 0.5, "sparse": 0.5}')
-    parser.add_argument("--arms", nargs="+", choices=["sparse", "abc", "uniform", "given"],
-                        default=["sparse", "abc", "uniform", "given"])
+    parser.add_argument(
+        "--best-weights", help='weights of the `given` arm as JSON, e.g. {"shap": 0.5, "sparse": 0.5}'
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        choices=["sparse", "abc", "uniform", "given"],
+        default=["sparse", "abc", "uniform", "given"],
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
-    parser.add_argument("--lengths", type=int, nargs="+", default=[24, 64], help="response lengths (max_new_tokens)")
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[24, 64], help="response lengths (max_new_tokens)"
+    )
     parser.add_argument("--steps", type=int, default=24, help="PPO steps per run")
     parser.add_argument("--eval-every", type=int, default=6)
     parser.add_argument("--val-prompts", type=int, default=32)
     parser.add_argument("--fidelity-responses", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--resume", action="store_true", help="keep the runs already in <out-dir>/gym_claims.json")
-    parser.add_argument("--report-only", action="store_true", help="train nothing; summarise the runs already there")
-    parser.add_argument("--include", nargs="+", default=[], metavar="JSON", help="add the runs of other gym_claims.json files")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the runs already in <out-dir>/gym_claims.json"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="train nothing; summarise the runs already there"
+    )
+    parser.add_argument(
+        "--include", nargs="+", default=[], metavar="JSON", help="add the runs of other gym_claims.json files"
+    )
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=paper_claims.DOCS / "gym_claims.png")
-    parser.add_argument("--smoke", action="store_true", help="gym-test.yaml, 2 seeds, 2 steps, 8-word responses")
+    parser.add_argument(
+        "--smoke", action="store_true", help="gym-test.yaml, 2 seeds, 2 steps, 8-word responses"
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.config = ROOT / "tune_jobs" / "configs" / "gym-test.yaml"
