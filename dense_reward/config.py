@@ -284,7 +284,7 @@ class EvaluationConfig(StrictSection):
     max_prompts: int | None = Field(default=None, ge=1, description="Cap on validation prompts.")
     batch_size: int = Field(default=16, ge=1, description="Prompts per generation batch.")
     greedy: bool = Field(default=True, description="Greedy decoding for validation.")
-    gold_scorer: Literal["none", "vader"] = Field(default="none", description="Gold reward beside the RM.")
+    gold_scorer: Literal["none", "vader", "credit-gym"] = Field(default="none", description="Gold reward beside the RM.")
     heatmap_samples: int = Field(default=3, ge=0, description="Validation samples drawn as token heatmaps.")
 
 

@@ -21,6 +21,11 @@ from dense_reward.builtin import tiny
 from dense_reward.builtin.cache import build_in_place, is_built, model_dir
 from dense_reward.builtin.demo import POLICY_NAME, REWARD_MODEL_NAME, gguf_policy, gold, prompts, reward_head
 from dense_reward.builtin.dpo import DPORecipe, build_dpo_policy
+from dense_reward.builtin.gym import GOLD_NAME, PROMPTS_NAME
+from dense_reward.builtin.gym import POLICY_NAME as GYM_POLICY_NAME
+from dense_reward.builtin.gym import REWARD_MODEL_NAME as GYM_REWARD_MODEL_NAME
+from dense_reward.builtin.gym import models as gym_models
+from dense_reward.builtin.gym import task as gym_task
 from dense_reward.errors import UserError
 
 Progress = Callable[[str], None]
@@ -94,13 +99,23 @@ BUILTINS: Mapping[str, Builtin] = MappingProxyType(
             lambda folder, progress: _dpo(folder, progress, DEMO_DPO),
             "the demo policy tuned with DPO on its own sample pairs ranked by the demo reward model (log_ratio)",
         ),
+        GYM_POLICY_NAME: BuiltinModel(
+            gym_models.build_policy, "2-layer GPT-2 over 96 made-up words, trained on Markov-chain text (credit gym)"
+        ),
+        GYM_REWARD_MODEL_NAME: BuiltinModel(
+            gym_models.build_reward_model, "2-layer BERT reward model fitted to the credit gym's gold reward"
+        ),
         "tiny-prompts": BuiltinDataset(
             tiny.prompt_rows, "200 pseudo-English sentences from the tiny vocabulary"
         ),
         "demo-prompts": BuiltinDataset(
             prompts.demo_prompt_rows, "320 everyday requests inviting a positive reply"
         ),
+        PROMPTS_NAME: BuiltinDataset(gym_task.prompt_rows, "256 Markov-chain prompts of 4-8 made-up words (credit gym)"),
         "vader": BuiltinGoldScorer(gold.gold_reward, "VADER compound sentiment score in [-1, 1]"),
+        GOLD_NAME: BuiltinGoldScorer(
+            gym_task.gold_reward, "the credit gym's exact gold: word values, position and pair terms"
+        ),
     }
 )
 """`<name>` -> the built-in it names. Names are unique across kinds."""

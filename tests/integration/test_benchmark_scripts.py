@@ -245,3 +245,26 @@ def test_trial_memory_smoke_measures_both_sides_per_trial(tmp_path: Path) -> Non
     worker = report["ray"]["largest_ray_processes"][0]
     assert worker["name"].startswith("ray::") and worker["peak_rss_mb"] > 100
     assert "| 2 |" in (tmp_path / "trial_memory.md").read_text()
+
+
+@pytest.mark.timeout(900)
+def test_gym_claims_smoke_tests_every_arm_against_sparse_and_scores_fidelity(tmp_path: Path) -> None:
+    claims = load_script("gym_claims")
+    argv = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "gym.png")]
+    assert claims.main([*argv, "--best-weights", '{"redistribution": 1, "sparse": 1}']) == 0
+    report = json.loads((tmp_path / "gym_claims.json").read_text())
+    part = report["lengths"]["8"]
+    assert sorted({(run["arm"], run["seed"]) for run in part["runs"]}) == [
+        (arm, seed) for arm in ("abc", "given", "sparse", "uniform") for seed in (0, 1)
+    ]
+    assert all(len(run["evaluations"]) == 3 for run in part["runs"])
+    arms = part["summary"]["arms"]
+    assert arms["given"]["weights"] == {"redistribution": 0.5, "sparse": 0.5}
+    assert arms["sparse"]["vs_sparse"] is None
+    assert arms["uniform"]["vs_sparse"]["seeds"] == 2 and arms["uniform"]["gold_final_ci95"] >= 0.0
+    # Fidelity against the exact gold credit: a correlation per source, and the sparse one-hot is no credit map.
+    assert set(part["fidelity"]) == {"sparse", "attention", "redistribution", "shap", "lime"}
+    assert all(-1.0 <= value <= 1.0 for value in part["fidelity"].values())
+    assert part["fidelity"]["redistribution"] > part["fidelity"]["sparse"]
+    assert "## 8-word responses" in (tmp_path / "gym_claims.md").read_text()
+    assert (tmp_path / "gym.png").stat().st_size > 0

@@ -25,11 +25,18 @@ from tests.support.import_graph import import_graph
 
 def test_every_builtin_a_shipped_config_names_is_registered() -> None:
     assert names(BuiltinModel) == [
-        "tiny-gpt2", "tiny-rm", "smollm2-135m-instruct", "minilm-rm", "tiny-gpt2-dpo", "smollm2-135m-instruct-dpo"
+        "tiny-gpt2",
+        "tiny-rm",
+        "smollm2-135m-instruct",
+        "minilm-rm",
+        "tiny-gpt2-dpo",
+        "smollm2-135m-instruct-dpo",
+        "credit-gym-policy",
+        "credit-gym-rm",
     ]
-    assert names(BuiltinDataset) == ["tiny-prompts", "demo-prompts"]
-    assert names(BuiltinGoldScorer) == ["vader"]
-    assert len(BUILTINS) == 9
+    assert names(BuiltinDataset) == ["tiny-prompts", "demo-prompts", "credit-gym-prompts"]
+    assert names(BuiltinGoldScorer) == ["vader", "credit-gym"]
+    assert len(BUILTINS) == 13
 
 
 def test_dpo_policy_is_built_from_its_recipe_and_prefers_the_chosen_responses() -> None:
@@ -87,7 +94,7 @@ def test_unknown_names_and_names_of_another_kind_are_clear_errors() -> None:
     with pytest.raises(UserError, match="data.source: unknown built-in dataset 'tiny-gpt2'"):
         load_dataset_rows("tiny-gpt2")
     with pytest.raises(
-        UserError, match=r"evaluation.gold_scorer: unknown built-in gold scorer 'afinn'; known: \['vader'\]"
+        UserError, match=r"evaluation.gold_scorer: unknown built-in gold scorer 'afinn'; known: \['vader', 'credit-gym'\]"
     ):
         gold_scorer("afinn")
 
