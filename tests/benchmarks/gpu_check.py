@@ -14,7 +14,8 @@ and a WordPiece vocabulary of the BERT-base size built the same way.
 
 Reported: PPO tokens/s (response tokens of the timed steps per second) and peak GPU memory per policy;
 seconds per response of every source in `dense_reward.attribution.registry.EXPLAINERS` on each RM
-(a source whose constructor needs more than the RM is skipped and listed); ours against the plain
+(a source whose constructor needs more than the RM, or whose optional library such as captum is
+not installed, is skipped and listed); ours against the plain
 per-response loop for `shap` and `lime` (same calls, same values; ``batched=False, prompt_cache=False``).
 
 Imports only torch, transformers, peft, pydantic, shap, lime, numpy (and their dependencies) and the
@@ -273,6 +274,7 @@ def timed(device: torch.device, function) -> tuple[float, Any]:
 def attribution_costs(name: str, reward_model, args: argparse.Namespace, device: torch.device) -> dict:
     """Seconds per response of every registered source, and ours vs plain for shap and lime."""
     from dense_reward.attribution.registry import EXPLAINERS, build_explainer
+    from dense_reward.errors import UserError
 
     batch = attribution_batch(reward_model, args, long_prompts=reward_model.is_causal)
     items = reward_model.encode(batch.prompts, batch.responses)
@@ -281,10 +283,17 @@ def attribution_costs(name: str, reward_model, args: argparse.Namespace, device:
     for source in EXPLAINERS:
         try:
             explainer = build_explainer(source, reward_model, **options.get(source, {}))
-        except (TypeError, ValueError) as error:  # e.g. a source that needs a model of its own
+        except (TypeError, ValueError, UserError) as error:  # e.g. a source that needs a model of its own
             skipped[source] = str(error).splitlines()[0]
             continue
-        explainer.explain(batch.select([0]))  # warm-up (kernels, shap's numba code)
+        try:
+            explainer.explain(batch.select([0]))  # warm-up (kernels, shap's numba code)
+        except Exception as error:  # a source whose optional library is not installed (e.g. captum)
+            missing = error if isinstance(error, ModuleNotFoundError) else error.__cause__
+            if not isinstance(missing, ModuleNotFoundError):
+                raise
+            skipped[source] = f"needs the {missing.name!r} package, not installed"
+            continue
         seconds, _ = timed(device, lambda explainer=explainer: explainer.explain(batch))
         sources[source] = seconds / len(batch)
     versus = {}
