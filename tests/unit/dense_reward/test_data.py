@@ -120,7 +120,7 @@ def test_json_and_parquet_rows_are_named_by_index(tmp_path: Path) -> None:
 def test_unknown_builtin_dataset_names_the_field() -> None:
     with pytest.raises(
         DataError,
-        match=r"^data.source: unknown built-in dataset 'nope'; known: \['tiny-prompts', 'demo-prompts'\]",
+        match=r"^data.source: unknown built-in dataset 'nope'; known: \['tiny-prompts', 'demo-prompts', 'credit-gym-prompts'\]",
     ):
         load_prompts(DataConfig(source="builtin:nope"))
 
