@@ -56,19 +56,8 @@ def run_config(
     base: Config, args: argparse.Namespace, weights: dict[str, float], seed: int, length: int
 ) -> Config:
     """The gym config at the benchmark's sizes, with this arm's weights, seed and response length."""
-    sources = list(dict.fromkeys([*base.shaping.sources, *weights]))
     return base.with_overrides(
-        {
-            "seed": seed,
-            "ppo.seed": seed,
-            "ppo.epochs": args.steps // args.eval_every,
-            "ppo.steps_per_epoch": args.eval_every,
-            "ppo.max_new_tokens": length,
-            "evaluation.max_prompts": args.val_prompts,
-            "evaluation.gold_scorer": "credit-gym",
-            "shaping.sources": sources,
-            "shaping.weights": weights,
-        }
+        {**paper_claims.arm_overrides(base, args, weights, seed, gold_scorer="credit-gym"), "ppo.max_new_tokens": length}
     )
 
 

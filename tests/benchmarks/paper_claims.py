@@ -111,24 +111,33 @@ def arm_weights(arm: str, sources: list[str], bo: dict[str, float] | None) -> di
 # --------------------------------------------------------------------------------------------------
 
 
+def arm_overrides(
+    base: Config, args: argparse.Namespace, weights: dict[str, float], seed: int, gold_scorer: str
+) -> dict[str, Any]:
+    """The overrides every arm's run takes: its seed, weights (their sources added to the config's),
+    ``args.steps`` PPO steps evaluated every ``args.eval_every`` on ``args.val_prompts`` prompts, and
+    `gold_scorer` (gold_reward curves are half of the evidence, also for configs that leave it out)."""
+    return {
+        "seed": seed,
+        "ppo.seed": seed,
+        "ppo.epochs": args.steps // args.eval_every,
+        "ppo.steps_per_epoch": args.eval_every,
+        "evaluation.max_prompts": args.val_prompts,
+        "evaluation.gold_scorer": gold_scorer,
+        "shaping.sources": list(dict.fromkeys([*base.shaping.sources, *weights])),
+        "shaping.weights": weights,
+    }
+
+
 def run_config(base: Config, args: argparse.Namespace, weights: dict[str, float], seed: int) -> Config:
     """The demo config at the benchmark's sizes, with this arm's weights and seed."""
-    sources = list(dict.fromkeys([*base.shaping.sources, *weights]))
     return base.with_overrides(
         {
-            "seed": seed,
-            "ppo.seed": seed,
-            "ppo.epochs": args.steps // args.eval_every,
-            "ppo.steps_per_epoch": args.eval_every,
+            **arm_overrides(base, args, weights, seed, gold_scorer="vader"),
             "ppo.batch_size": args.batch_size,
             "ppo.mini_batch_size": args.mini_batch_size,
             "ppo.update_epochs": args.update_epochs,
             "ppo.max_new_tokens": args.max_new_tokens,
-            "evaluation.max_prompts": args.val_prompts,
-            # gold_reward curves are half of the evidence, also for configs that leave it out
-            "evaluation.gold_scorer": "vader",
-            "shaping.sources": sources,
-            "shaping.weights": weights,
             "shaping.shap.max_evals": args.shap_max_evals,
             "shaping.lime.num_samples": args.lime_num_samples,
         }
