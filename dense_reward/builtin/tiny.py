@@ -3,13 +3,14 @@
 `tiny-gpt2` is a 2-layer GPT-2 with a byte-level BPE tokenizer; `tiny-rm` is a 2-layer BERT
 sequence classifier (num_labels=1) with a WordPiece tokenizer, so policy and reward model never
 share a tokenizer. Both are trained (tokenizers) and initialised (weights) from a fixed seed in a
-few seconds and saved as ordinary Hugging Face folders, then loaded through the same
+few seconds (the WordPiece vocabulary is counted, not trained, so two builds are identical) and saved as ordinary Hugging Face folders, then loaded through the same
 `from_pretrained` path as hub models. `tiny-prompts` is 200 sentences of the same vocabulary.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 WORDS = (
@@ -94,18 +95,27 @@ def build_tiny_policy(out_dir: str | Path, seed: int = 0, vocab_size: int = 512)
 def build_tiny_reward_model(out_dir: str | Path, seed: int = 1, vocab_size: int = 400) -> Path:
     """Build a tiny BERT reward model (num_labels=1) with a WordPiece tokenizer into `out_dir`."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The vocabulary is counted here rather than by tokenizers' WordPieceTrainer, whose choice among
+    # equally frequent merges changes from run to run (and with it the model's scores).
+    counts = Counter(
+        word for text in corpus(seed=seed) for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    chars = sorted({char for word in counts for char in word})
+    vocab = special + chars + ["##" + char for char in chars]
+    by_frequency = sorted(counts, key=lambda word: (-counts[word], word))
+    vocab += [word for word in by_frequency if word not in vocab][: max(0, vocab_size - len(vocab))]
+    tokenizer = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocab)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
-    tokenizer.train_from_iterator(corpus(seed=seed), trainer=trainer)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
