@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dense_reward.config import ConfigError
-from dense_reward.simplex import WeightsError
+from dense_reward.simplex import SOURCES, WeightsError
 from tune_jobs.config import KnobSpec
 from tune_jobs.config import SweepConfig as Config
 from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
@@ -139,10 +139,22 @@ def test_contains_rejects_off_simplex_and_out_of_box(space: SearchSpace) -> None
 
 
 def test_source_count_is_checked() -> None:
-    with pytest.raises(ConfigError, match=r"2\.\.6 sources"):
+    with pytest.raises(ConfigError, match=r"at least 2 sources, got 1"):
         SearchSpace(("sparse",))
     with pytest.raises(WeightsError, match="unknown source"):
         SearchSpace(("sparse", "telepathy"))
+
+
+def test_a_search_can_mix_every_known_source() -> None:
+    from tune_jobs.search import BoTorchSearcher
+
+    searcher = BoTorchSearcher(SearchSpace(SOURCES), n_init=3, raw_samples=32, num_restarts=2, maxiter=10)
+    for i in range(5):  # 3 initial points, then 2 GP suggestions over all sources
+        config = searcher.suggest(f"t{i}")
+        weights = config[WEIGHTS_KEY]
+        assert list(weights) == list(SOURCES)
+        assert math.isclose(sum(weights.values()), 1.0, abs_tol=1e-6) and min(weights.values()) >= 0.0
+        searcher.on_trial_complete(f"t{i}", {"val_reward": weights["sparse"] - weights["lime"], "val_reward_sem": 0.01})
 
 
 def test_from_config(tiny_config: Config) -> None:
