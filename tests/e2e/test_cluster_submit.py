@@ -267,7 +267,7 @@ def test_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_mlflow_server
         assert run["info"]["status"] == "FINISHED", run["info"]
         assert "val_reward" in {m["key"] for m in run["data"]["metrics"]}, run["data"]
         assert tag.get("node"), tag
-    assert {tag["ray_node_id"] for _, tag in trials} == node_ids(cluster)
+    assert {tag["ray_node_id"] for _, tag in trials} == node_ids(cluster), context
     assert (storage / "sweep.json").is_file()
 
 
