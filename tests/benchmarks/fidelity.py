@@ -112,8 +112,6 @@ def variants(args: argparse.Namespace, task: Task) -> list[Variant]:
     rows = [
         Variant("sparse", "sparse", {}),
         Variant("attention", "attention", {}),
-        Variant("gradient", "gradient", {"baseline": "mask"}),
-        Variant("gradient@zero", "gradient", {"baseline": "zero"}),
     ]
     log_ratio = task.smoke_log_ratio if args.smoke else task.log_ratio
     if log_ratio:
