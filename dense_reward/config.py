@@ -163,16 +163,6 @@ class LimeConfig(StrictSection):
     num_samples: int = Field(default=64, ge=4, description="Perturbed samples per response.")
 
 
-class GradientConfig(StrictSection):
-    baseline: Literal["mask", "pad", "zero"] = Field(
-        default="mask",
-        description=(
-            "Embedding a response token is compared with: mask = the RM's [MASK] token (pad when it has none), "
-            "pad, or zero (plain gradient x input)."
-        ),
-    )
-
-
 class IntegratedGradientsConfig(StrictSection):
     n_steps: int = Field(default=16, ge=1, description="Quadrature points on the path from the baseline.")
     baseline: Literal["mask", "pad", "zero"] = Field(
@@ -208,7 +198,6 @@ class ShapingConfig(StrictSection):
     )
     shap: ShapConfig = Field(default_factory=ShapConfig)
     lime: LimeConfig = Field(default_factory=LimeConfig)
-    gradient: GradientConfig = Field(default_factory=GradientConfig)
     integrated_gradients: IntegratedGradientsConfig = Field(default_factory=IntegratedGradientsConfig)
     log_ratio: LogRatioConfig = Field(default_factory=LogRatioConfig)
     attention_query: Literal["auto", "final", "first"] = Field(

@@ -276,7 +276,6 @@ def explainer_options(shaping: ShapingConfig, seed: int = 0) -> dict[str, dict[s
         "attention": {"query": shaping.attention_query},
         "shap": {"max_evals": shaping.shap.max_evals, "seed": seed},
         "lime": {"num_samples": shaping.lime.num_samples, "seed": seed},
-        "gradient": {"baseline": shaping.gradient.baseline},
         "integrated_gradients": shaping.integrated_gradients.model_dump(),
         "log_ratio": shaping.log_ratio.model_dump(),
     }

@@ -13,8 +13,14 @@ import numpy as np
 
 from dense_reward.errors import UserError
 
-SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient", "integrated_gradients", "log_ratio")
+SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "integrated_gradients", "log_ratio")
 """Every attribution source the library knows, in a fixed order."""
+
+REMOVED_SOURCES = {
+    "gradient": "removed: first-order gradient credit ranked tokens worse than integrated_gradients at 1-2 steps "
+    "on both the demo and the credit gym (docs/results.md); use integrated_gradients with n_steps 2",
+}
+"""Source names that once existed -> why they are gone and what to use instead."""
 
 TOLERANCE = 1e-6
 """How far a weight vector's sum may be from 1 (and a weight below 0) and still count as on the simplex.
@@ -31,7 +37,8 @@ def check_sources(sources: Iterable[str], field: str = "shaping.sources") -> lis
     sources = list(sources)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
-        raise WeightsError(f"{field}: unknown source(s) {unknown}; known: {list(SOURCES)}")
+        removed = "".join(f"; {s!r}: {REMOVED_SOURCES[s]}" for s in unknown if s in REMOVED_SOURCES)
+        raise WeightsError(f"{field}: unknown source(s) {unknown}; known: {list(SOURCES)}{removed}")
     if len(set(sources)) != len(sources):
         raise WeightsError(f"{field}: sources repeat: {sources}")
     if not sources:

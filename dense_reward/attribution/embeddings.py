@@ -1,7 +1,7 @@
-"""Reward-model input embeddings of a batch and the baseline the gradient sources compare them with.
+"""Reward-model input embeddings of a batch and the baseline integrated gradients start from.
 
-`gradient` and `integrated_gradients` feed the RM word embeddings directly (``inputs_embeds``) and
-attribute the score to the response tokens' embeddings. Both measure each response token against a
+`integrated_gradients` feeds the RM word embeddings directly (``inputs_embeds``) and attributes the
+score to the response tokens' embeddings. It measures each response token against a
 *baseline* embedding: the response tokens are replaced by it while the prompt, the template and the
 special tokens ([CLS], [SEP], BOS) keep their own, so only response tokens can carry credit.
 
@@ -10,7 +10,7 @@ Baselines (``shaping.<source>.baseline``):
 - ``mask``: the RM tokenizer's mask token ([MASK]) embedding, the token an encoder was pre-trained
   to read as "a word is missing here"; the pad token's when the tokenizer has no mask token;
 - ``pad``: the pad token's embedding;
-- ``zero``: the zero vector (with ``gradient`` this is plain gradient x input).
+- ``zero``: the zero vector.
 """
 
 from __future__ import annotations

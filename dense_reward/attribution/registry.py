@@ -6,7 +6,6 @@ from typing import Any
 
 from dense_reward.attribution.attention import AttentionExplainer
 from dense_reward.attribution.base import Explainer
-from dense_reward.attribution.gradient import GradientExplainer
 from dense_reward.attribution.integrated_gradients import IntegratedGradientsExplainer
 from dense_reward.attribution.lime_source import LimeExplainer
 from dense_reward.attribution.log_ratio import LogRatioExplainer
@@ -23,7 +22,6 @@ EXPLAINERS: dict[str, type[Explainer]] = {
         RedistributionExplainer,
         ShapExplainer,
         LimeExplainer,
-        GradientExplainer,
         IntegratedGradientsExplainer,
         LogRatioExplainer,
     )

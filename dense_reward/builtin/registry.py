@@ -70,6 +70,9 @@ DEMO_DPO = DPORecipe(
 )
 """The demo policy's DPO recipe: its own sample pairs on demo prompts, ranked by the demo reward model."""
 
+GYM_DPO = DPORecipe(GYM_POLICY_NAME, GYM_REWARD_MODEL_NAME, PROMPTS_NAME, pairs=256, max_new_tokens=64, learning_rate=1e-3)
+"""The gym policy's DPO recipe: its own 64-word sample pairs on every gym prompt, ranked by the gym reward model."""
+
 
 def _dpo(folder: Path, progress: Progress, recipe: DPORecipe) -> Path:
     """Build a DPO-tuned policy from the built-ins `recipe` names (see `dpo.build_dpo_policy`)."""
@@ -104,6 +107,10 @@ BUILTINS: Mapping[str, Builtin] = MappingProxyType(
         ),
         GYM_REWARD_MODEL_NAME: BuiltinModel(
             gym_models.build_reward_model, "2-layer BERT reward model fitted to the credit gym's gold reward"
+        ),
+        f"{GYM_POLICY_NAME}-dpo": BuiltinModel(
+            lambda folder, progress: _dpo(folder, progress, GYM_DPO),
+            "the gym policy tuned with DPO on its own sample pairs ranked by the gym reward model (log_ratio)",
         ),
         "tiny-prompts": BuiltinDataset(
             tiny.prompt_rows, "200 pseudo-English sentences from the tiny vocabulary"

@@ -14,6 +14,9 @@ Responses whose gold credit is constant over their tokens (no sentiment word at 
 covering every token) have no ranking to agree with; they are left out of every source's summary and
 counted in ``responses_constant_gold``. When a source's credit is constant on a response whose gold
 credit is not, it ranks nothing, and that response counts as correlation 0 (``constant_source``).
+Every task goes through these same two rules (`response_spearman`). (``gym_claims.py``'s older gym
+fidelity part differs: it skips a response when either credit is constant and reports the mean, so
+its numbers are not comparable row for row with ``fidelity_gym.json``.)
 
 The responses are sampled once and cached to a JSON file (reruns skip generation). Run by hand
 (about 20-30 minutes on 2 busy CPU cores):
@@ -25,9 +28,15 @@ Writes ``docs/benchmarks/fidelity.json``, ``fidelity.md`` and ``docs/fidelity.pn
 only those rows (e.g. ``--only integrated_gradients@16 log_ratio``) and merges them into the existing
 outputs when those were measured on the same responses, so the slow rows need not run again.
 
-A task is a `Task`: its models, prompts and a ``gold_token_credit(text, offsets)`` function; the
-demo is the one there is (``--task demo``); another built-in task with a gold per-token credit is
-added to `TASKS` and writes ``fidelity_<task>.json``.
+A task is a `Task`: its models, prompts and a ``gold_token_credit(text, offsets)`` function. Two are
+in `TASKS`: the demo (``--task demo``, the default) and the credit gym (``--task gym``: policy
+`credit-gym-policy`, RM `credit-gym-rm`, the gym prompts, 64-word responses, gold = the gym's exact
+per-word credit moved onto the policy tokens with the same `align_credit`; its `log_ratio` row reads
+`credit-gym-policy-dpo` against `credit-gym-policy`). A task other than the demo writes
+``fidelity_<task>.json``, ``fidelity_<task>.md`` and caches its responses in
+``fidelity_<task>_responses.json``, with its figure in ``docs/fidelity_<task>.png``:
+
+    nice -n 10 .venv/bin/python tests/benchmarks/fidelity.py --task gym --responses 256
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -52,6 +62,7 @@ from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_
 from dense_reward.attribution.align import align_credit
 from dense_reward.builtin.demo.gold import word_credit
 from dense_reward.builtin.demo.prompts import load_demo_prompts
+from dense_reward.builtin.gym import task as gym_task
 from dense_reward.config import ModelSpec, RewardModelSpec
 from dense_reward.data import format_prompt
 from dense_reward.models import load_policy
@@ -82,9 +93,17 @@ class Task:
     prompts: Callable[[], list[str]]
     gold_token_credit: Callable[[str, list[tuple[int, int]]], np.ndarray | None]
     """(text, policy token spans) -> (P,) gold credit per policy token, or None when it cannot be computed."""
+    gold: str = "gold"
+    """What the gold credit is, for the report."""
+    max_new_tokens: int = 28
+    """Default response length cap (``--max-new-tokens``)."""
     log_ratio: dict[str, str] = field(default_factory=dict)
     """``policy`` (DPO-tuned) and ``reference`` paths of the `log_ratio` source; empty = no such row."""
     smoke_log_ratio: dict[str, str] = field(default_factory=dict)
+    smoke_models: tuple[str, str] = ("builtin:tiny-gpt2", "builtin:tiny-rm")
+    """(policy, reward model) of a ``--smoke`` run."""
+    natural_replies: bool = True
+    """Whether ``--smoke`` adds the demo kit's hand-written replies (they carry VADER gold credit)."""
 
 
 def variants(args: argparse.Namespace, task: Task) -> list[Variant]:
@@ -93,8 +112,6 @@ def variants(args: argparse.Namespace, task: Task) -> list[Variant]:
     rows = [
         Variant("sparse", "sparse", {}),
         Variant("attention", "attention", {}),
-        Variant("gradient", "gradient", {"baseline": "mask"}),
-        Variant("gradient@zero", "gradient", {"baseline": "zero"}),
     ]
     log_ratio = task.smoke_log_ratio if args.smoke else task.log_ratio
     if log_ratio:
@@ -194,14 +211,38 @@ def vader_token_credit(text: str, offsets: list[tuple[int, int]]) -> np.ndarray 
     return align_credit(credit.spans, credit.valences, offsets)  # (P,)
 
 
+def gym_token_credit(text: str, offsets: list[tuple[int, int]]) -> np.ndarray:
+    """The credit gym's exact per-word gold credit moved onto the policy tokens (words = ``text.split()``)."""
+    spans = [match.span() for match in re.finditer(r"\S+", text)]
+    return align_credit(spans, gym_task.gold_token_credit(text), offsets)  # (P,)
+
+
+def gym_prompts() -> list[str]:
+    return [row["prompt"] for row in gym_task.prompt_rows()]
+
+
 TASKS: dict[str, Task] = {
     "demo": Task(
         policy="builtin:smollm2-135m-instruct",
         reward="builtin:minilm-rm",
         prompts=load_demo_prompts,
         gold_token_credit=vader_token_credit,
+        gold="VADER per-word valences",
         log_ratio={"policy": "builtin:smollm2-135m-instruct-dpo", "reference": "builtin:smollm2-135m-instruct"},
         smoke_log_ratio={"policy": "builtin:tiny-gpt2-dpo", "reference": "builtin:tiny-gpt2"},
+        smoke_models=("builtin:tiny-gpt2", "builtin:tiny-rm"),
+    ),
+    "gym": Task(
+        policy="builtin:credit-gym-policy",
+        reward="builtin:credit-gym-rm",
+        prompts=gym_prompts,
+        gold_token_credit=gym_token_credit,
+        gold="the gym's exact per-word gold credit (word values, position and pair terms)",
+        max_new_tokens=64,
+        log_ratio={"policy": "builtin:credit-gym-policy-dpo", "reference": "builtin:credit-gym-policy"},
+        # The gym's own models build in seconds; its DPO policy (about a minute) is left out of the smoke run.
+        smoke_models=("builtin:credit-gym-policy", "builtin:credit-gym-rm"),
+        natural_replies=False,
     ),
 }
 
@@ -391,16 +432,18 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
+    name = s.get("task", "demo")
+    task = TASKS[name]
     lines = [
-        "# Credit-assignment fidelity on the demo task",
+        f"# Credit-assignment fidelity on the {name} task",
         "",
         f"{report['responses_total']} sampled responses (temperature {s['temperature']}, <= {s['max_new_tokens']} new tokens, "
-        f"mean {report['mean_policy_tokens']:.1f} policy tokens) of `{s['policy']}` to demo prompts, explained on "
-        f"`{s['reward_model']}`; gold = VADER per-word valences on the same policy tokens. "
+        f"mean {report['mean_policy_tokens']:.1f} policy tokens) of `{s['policy']}` to {name} prompts, explained on "
+        f"`{s['reward_model']}`; gold = {task.gold} on the same policy tokens. "
         f"{report['responses_scored']} responses have non-constant gold credit and are scored; "
-        f"{report['responses_constant_gold']} with constant gold credit (no sentiment word) are left out"
-        + (f", {report['responses_unsplittable']} VADER could not split" if report["responses_unsplittable"] else "")
-        + ". A source whose credit is constant on a scored response counts as Spearman 0.",
+        f"{report['responses_constant_gold']} with constant gold credit (no scoring word) are left out"
+        + (f", {report['responses_unsplittable']} whose gold could not be split into words" if report["responses_unsplittable"] else "")
+        + ". A source whose credit is constant on a scored response counts as Spearman 0 (the same rule on every task).",
         "",
         f"torch {s['torch']}, {s['torch_threads']} thread(s), {s['cpu_count']} CPUs, load average "
         f"{s['load_average_at_start']:.1f} at start / {s['load_average_at_end']:.1f} at end (shared machine: "
@@ -440,7 +483,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     left.boxplot(data, showmeans=True)
     left.set_xticks(range(1, len(labels) + 1), labels, rotation=30, ha="right")
     left.axhline(0.0, color="grey", linewidth=0.8)
-    left.set_ylabel("Spearman(source credit, VADER credit)")
+    left.set_ylabel("Spearman(source credit, gold credit)")
     left.set_title(f"per-response rank agreement ({report['responses_scored']} responses)")
     right.barh(labels, [max(c, 1e-4) for c in costs])
     right.set_xscale("log")
@@ -460,7 +503,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--policy", default=None, help="default: the task's policy")
     parser.add_argument("--reward", default=None, help="default: the task's reward model")
     parser.add_argument("--responses", type=int, default=200)
-    parser.add_argument("--max-new-tokens", type=int, default=28)
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (demo 28, gym 64)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (PPO's default)")
     parser.add_argument("--generation-batch", type=int, default=16)
     parser.add_argument("--shap-budgets", type=int, nargs=2, default=[16, 64], metavar="MAX_EVALS")
@@ -472,17 +515,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--plot", type=Path, default=DOCS / "fidelity.png")
+    parser.add_argument("--plot", type=Path, default=None, help="default: docs/fidelity.png (docs/fidelity_<task>.png)")
     parser.add_argument("--responses-cache", type=Path, default=None, help="default: <out-dir>/fidelity_responses.json")
     parser.add_argument("--natural-replies", type=int, default=0, help="also explain this many hand-written kit replies")
-    parser.add_argument("--smoke", action="store_true", help="builtin tiny models, 3 sampled + 3 hand-written replies, tiny budgets")
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="the task's smoke models (demo: builtin tiny models, 3 sampled + 3 hand-written replies; gym: its own "
+        "models, 6 sampled replies), 10-token responses, tiny budgets",
+    )
     args = parser.parse_args(argv)
-    args.policy = args.policy or TASKS[args.task].policy
-    args.reward = args.reward or TASKS[args.task].reward
+    task = TASKS[args.task]
+    args.policy = args.policy or task.policy
+    args.reward = args.reward or task.reward
+    args.max_new_tokens = args.max_new_tokens or task.max_new_tokens
     if args.smoke:
-        args.policy, args.reward = "builtin:tiny-gpt2", "builtin:tiny-rm"
-        args.responses, args.max_new_tokens, args.generation_batch, args.natural_replies = 3, 10, 3, 3
+        args.policy, args.reward = task.smoke_models
+        args.max_new_tokens, args.generation_batch = 10, 3
+        args.responses, args.natural_replies = (3, 3) if task.natural_replies else (6, 0)
         args.shap_budgets, args.lime_budgets, args.explain_batch, args.ig_steps = [8, 12], [8, 12], 3, [2]
+    if args.plot is None:
+        args.plot = DOCS / output_name(args.task, "png")
     if args.responses_cache is None:
         args.responses_cache = args.out_dir / output_name(args.task, "json", "_responses")
     return args

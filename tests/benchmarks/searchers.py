@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
-SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "gradient")
+SOURCES = ("sparse", "attention", "redistribution", "shap", "lime", "integrated_gradients")
 SEARCHERS = ("botorch", "optuna-gp", "optuna-tpe", "random")
 SHAPES = ("bump", "two-bumps", "corner")
 NOISES = ("homoscedastic", "heteroscedastic")

@@ -34,7 +34,7 @@ def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: P
     report = json.loads((tmp_path / "fidelity.json").read_text())
     assert report["complete"]
     assert set(report["sources"]) == {
-        "sparse", "attention", "gradient", "gradient@zero", "log_ratio", "integrated_gradients@2", "redistribution",
+        "sparse", "attention", "log_ratio", "integrated_gradients@2", "redistribution",
         "shap@8", "shap@12", "lime@8", "lime@12",
     }
     assert report["responses_total"] == 6
@@ -48,7 +48,7 @@ def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: P
         scored = [r for r in report["per_response_spearman"][label] if r is not None]
         assert len(scored) == report["responses_scored"], label
     assert report["sources"]["sparse"]["rm_sequences_per_response"] == 0.0
-    assert report["sources"]["shap@12"]["rm_sequences_per_response"] > report["sources"]["gradient"]["rm_sequences_per_response"]
+    assert report["sources"]["shap@12"]["rm_sequences_per_response"] > report["sources"]["attention"]["rm_sequences_per_response"]
     assert "| shap@12 |" in (tmp_path / "fidelity.md").read_text()
     assert (tmp_path / "fidelity.png").stat().st_size > 0
     # log_ratio reads two policies and no RM: two policy forwards per explained batch of 3 responses.
@@ -77,6 +77,48 @@ def test_fidelity_smoke_writes_every_source_and_reuses_its_responses(tmp_path: P
     rows = fidelity.sample_responses(fidelity.parse_args(argv))
     assert rows == json.loads(cache.read_text())["rows"]
     assert cache.stat().st_mtime_ns == before
+
+
+@pytest.mark.timeout(900)  # builds credit-gym-policy and credit-gym-rm into the test cache first
+def test_fidelity_smoke_on_the_gym_scores_against_its_exact_gold(tmp_path: Path) -> None:
+    fidelity = load_script("fidelity")
+    argv = ["--task", "gym", "--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "gym.png")]
+    assert fidelity.main([*argv, "--only", "sparse", "attention", "integrated_gradients@2", "redistribution"]) == 0
+
+    report = json.loads((tmp_path / "fidelity_gym.json").read_text())
+    assert (tmp_path / "fidelity_gym_responses.json").is_file() and not (tmp_path / "fidelity.json").exists()
+    assert report["settings"]["task"] == "gym"
+    assert report["settings"]["policy"] == "builtin:credit-gym-policy"
+    assert report["settings"]["reward_model"] == "builtin:credit-gym-rm"
+    assert list(report["sources"]) == ["sparse", "attention", "integrated_gradients@2", "redistribution"]
+    # Six sampled responses of ten made-up words: the exact gold credits some of them.
+    assert report["responses_total"] == 6
+    assert report["responses_scored"] >= 1
+    assert report["responses_scored"] + report["responses_constant_gold"] + report["responses_unsplittable"] == 6
+    assert report["responses_unsplittable"] == 0
+    for label, row in report["sources"].items():
+        assert row["responses_scored"] == report["responses_scored"], label
+        assert -1.0 <= row["spearman"]["median"] <= 1.0, label
+    assert report["sources"]["redistribution"]["rm_sequences_per_response"] > 1
+    text = (tmp_path / "fidelity_gym.md").read_text()
+    assert text.startswith("# Credit-assignment fidelity on the gym task")
+    assert "exact per-word gold credit" in text
+    assert (tmp_path / "gym.png").stat().st_size > 0
+
+
+def test_gym_gold_moves_onto_policy_tokens_with_its_total() -> None:
+    from dense_reward.builtin.gym import task
+
+    fidelity = load_script("fidelity")
+    w = task.world()
+    good, bad = sorted(w.good)[0], sorted(w.bad)[0]
+    paired = {word for pair in w.pairs for word in pair}
+    neutral = next(word for word in w.words if word not in w.good | w.bad | w.openers | w.closers | paired)
+    text = f"{neutral} {good} {neutral} {neutral} {bad} {neutral}"
+    offsets = [(0, 4), (4, 9), (9, 14), (14, 19), (19, 24), (24, 29), (29, 29)]  # word spans, then an EOS
+    credit = fidelity.gym_token_credit(text, offsets)
+    np.testing.assert_allclose(credit, [0.0, 0.1, 0.0, 0.0, -0.1, 0.0, 0.0])
+    assert credit.sum() == pytest.approx(task.gold_reward([text])[0])
 
 
 @pytest.mark.timeout(300)

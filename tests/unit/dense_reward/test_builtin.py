@@ -33,10 +33,11 @@ def test_every_builtin_a_shipped_config_names_is_registered() -> None:
         "smollm2-135m-instruct-dpo",
         "credit-gym-policy",
         "credit-gym-rm",
+        "credit-gym-policy-dpo",
     ]
     assert names(BuiltinDataset) == ["tiny-prompts", "demo-prompts", "credit-gym-prompts"]
     assert names(BuiltinGoldScorer) == ["vader", "credit-gym"]
-    assert len(BUILTINS) == 13
+    assert len(BUILTINS) == 14
 
 
 def test_dpo_policy_is_built_from_its_recipe_and_prefers_the_chosen_responses() -> None:

@@ -222,7 +222,7 @@ def test_check_model_paths_without_loading(tmp_path: Path, custom_code_folder: P
     assert str(caught.value) == (
         "models.policy.path: unknown built-in model 'gpt-17'; known: "
         "['tiny-gpt2', 'tiny-rm', 'smollm2-135m-instruct', 'minilm-rm', 'tiny-gpt2-dpo', "
-        "'smollm2-135m-instruct-dpo', 'credit-gym-policy', 'credit-gym-rm']; "
+        "'smollm2-135m-instruct-dpo', 'credit-gym-policy', 'credit-gym-rm', 'credit-gym-policy-dpo']; "
         f"models.reward.path: local model folder not found: {missing}"
     )
     with pytest.raises(ModelLoadError, match="models.reward.trust_remote_code: true"):

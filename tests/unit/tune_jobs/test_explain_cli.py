@@ -71,13 +71,13 @@ def test_explain_rejects_bad_weights(capsys) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_explain_shows_the_gradient_and_log_ratio_sources(tmp_path, capsys) -> None:
+def test_explain_shows_the_integrated_gradients_and_log_ratio_sources(tmp_path, capsys) -> None:
     import yaml
 
     from tests.support.sources import LOG_RATIO_SECTION
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    config["shaping"]["sources"] = ["sparse", "integrated_gradients", "gradient"]
+    config["shaping"]["sources"] = ["sparse", "integrated_gradients", "attention"]
     config["shaping"]["integrated_gradients"] = {"n_steps": 4}
     config["shaping"]["log_ratio"] = LOG_RATIO_SECTION
     path = tmp_path / "config.yaml"
@@ -90,7 +90,8 @@ def test_explain_shows_the_gradient_and_log_ratio_sources(tmp_path, capsys) -> N
     assert "weights: integrated_gradients=0.5, log_ratio=0.5" in out
     lines = out.split("reward r = ")[1].splitlines()  # after any build progress of the built-in models
     rows = [line.split()[0] for line in lines[3:8]]  # after the reward, token count and a blank line
-    assert rows == ["sparse", "integrated_gradients", "gradient", "log_ratio", "dense"]
+    # attention is read off the scoring forward, so its row comes first
+    assert rows == ["attention", "sparse", "integrated_gradients", "log_ratio", "dense"]
     reward = float(out.split("reward r = ")[1].split()[0])
     assert float(out.split("sum of dense = ")[1].split()[0]) == pytest.approx(reward, abs=1e-5)
     page = html.read_text()

@@ -69,7 +69,7 @@ def test_raw_candidates_lie_on_the_space_and_near_the_best(space: SearchSpace) -
     np.testing.assert_array_equal(candidates[32:35], np.eye(3))  # the vertices, then the edge midpoints
     np.testing.assert_array_equal(candidates[35], [0.5, 0.5, 0.0])
     assert np.any((candidates[38 : 38 + faces] > 0).sum(axis=1) == 2)
-    six = SearchSpace(("sparse", "attention", "redistribution", "shap", "lime", "gradient"))
+    six = SearchSpace(("sparse", "attention", "redistribution", "shap", "lime", "integrated_gradients"))
     wide = gp.raw_candidates(six, np.zeros((0, 6)), np.zeros(0), count=64, seed=0)
     sizes = (wide[64 + 21 : 64 + 21 + 64 // gp.FACE_FRACTION] > 0).sum(
         axis=1

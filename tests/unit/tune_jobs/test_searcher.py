@@ -329,8 +329,8 @@ def test_make_searcher_names_a_bad_start_point(tiny_config: Config) -> None:
         make_searcher(config)
 
 
-def test_botorch_searches_the_gradient_and_log_ratio_sources() -> None:
-    sources = ("sparse", "integrated_gradients", "gradient", "log_ratio")
+def test_botorch_searches_the_integrated_gradients_and_log_ratio_sources() -> None:
+    sources = ("sparse", "integrated_gradients", "attention", "log_ratio")
     target = np.array([0.1, 0.6, 0.0, 0.3])
     searcher = botorch(SearchSpace(sources))
     best = -np.inf

@@ -56,7 +56,7 @@ PROMPTS = ["Tell me about your day.", "What do you think?", "Please help."]
 RESPONSES = [" It was a good day, thank you!", " I think it is very important.", " Sure"]
 
 
-@pytest.mark.parametrize("source", ["shap", "redistribution", "gradient"])
+@pytest.mark.parametrize("source", ["shap", "redistribution"])
 def test_exact_on_additive_reward(additive, policy_tokenizer, source: str) -> None:
     reward_model, module = additive
     batch = scored_batch(reward_model, policy_tokenizer, PROMPTS, RESPONSES)

@@ -107,7 +107,7 @@ class PoisonedRewardModel(AdditiveRewardModel):
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, output_attentions=False):
         if input_ids is not None:
             poisoned = bool((input_ids == self.poison).any())
-        else:  # `gradient` feeds embeddings: a poisoned row holds the poison token's embedding
+        else:  # a source fed embeddings: a poisoned row holds the poison token's embedding
             poisoned = bool((inputs_embeds == self.embed.weight[self.poison]).all(dim=-1).any())
         if poisoned:
             raise RuntimeError("cannot score this input")
@@ -115,7 +115,7 @@ class PoisonedRewardModel(AdditiveRewardModel):
 
 
 @pytest.mark.parametrize(
-    ("source", "batched"), [("shap", True), ("shap", False), ("lime", True), ("gradient", True)]
+    ("source", "batched"), [("shap", True), ("shap", False), ("lime", True)]
 )
 def test_a_failing_explanation_names_the_sample_and_the_source(
     policy_tokenizer, source: str, batched: bool

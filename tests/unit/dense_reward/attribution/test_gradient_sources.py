@@ -1,4 +1,4 @@
-"""`gradient` and `integrated_gradients`: exact on an additive RM, complete on a real encoder RM.
+"""`integrated_gradients`: exact on an additive RM, complete on a real encoder RM; `gradient` is gone.
 
 Integrated gradients satisfy completeness: the credits of a response sum to r(x) - r(baseline), where
 the baseline replaces every response token by [MASK] and keeps the prompt and special tokens. On the
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.embeddings import baseline_token_id
@@ -84,28 +83,14 @@ def test_integrated_gradients_are_complete_on_a_bert_reward_model(tiny_rm_spec, 
     np.testing.assert_allclose(explainer.last_convergence_delta, 0.0, atol=1e-4)  # float32 sums: ~1e-5
 
 
-def test_gradient_is_the_directional_derivative_towards_mask(tiny_rm_spec, policy_tokenizer) -> None:
-    """a_t = <grad r, e_t - e_mask> is the rate at which r drops as e_t moves towards [MASK] (finite differences)."""
-    reward_model = RewardModel.from_spec(tiny_rm_spec)
-    batch = scored_batch(reward_model, policy_tokenizer, PROMPTS[:1], RESPONSES[:1])
-    (credit,) = build_explainer("gradient", reward_model).credit(batch)
-    (item,) = reward_model.encode(batch.prompts, batch.responses)
-    input_ids, attention_mask = reward_model.pad([item.input_ids])
-    embedding = reward_model.model.get_input_embeddings()
-    with torch.no_grad():
-        embeds = embedding(input_ids)  # (1, T, H)
-        mask = embedding.weight[reward_model.tokenizer.mask_token_id]  # (H,)
-        step = 5e-2
-        moved = embeds.repeat(item.response_length, 1, 1)  # (S, T, H): row s moves response token s
-        for s in range(item.response_length):
-            t = item.response_start + s
-            moved[s, t] = embeds[0, t] + step * (mask - embeds[0, t])
-        full = reward_model.forward(None, attention_mask, inputs_embeds=embeds)[0]  # (1,)
-        nudged = reward_model.forward(None, attention_mask.repeat(item.response_length, 1), inputs_embeds=moved)[0]
-    rates = ((full - nudged) / step).double().numpy()  # (S,)
-    np.testing.assert_allclose(credit.values, rates, rtol=0.1, atol=0.03 * np.abs(rates).max())
-    plain = build_explainer("gradient", reward_model, baseline="zero").credit(batch)
-    assert not np.allclose(plain[0].values, credit.values)
+def test_the_removed_gradient_source_is_refused_with_the_reason(tiny_rm_spec) -> None:
+    """`gradient` (first-order credit) ranked tokens worse than integrated gradients on both tasks and is gone."""
+    with pytest.raises(ValueError, match=r"shaping\.sources: unknown source\(s\) \['gradient'\].*integrated_gradients with n_steps 2"):
+        ShapingConfig(sources=["sparse", "gradient"])
+    with pytest.raises(ValueError, match=r"gradient\s+Extra inputs are not permitted"):
+        ShapingConfig(gradient={"baseline": "mask"})
+    with pytest.raises(ValueError, match="unknown attribution source 'gradient'"):
+        build_explainer("gradient", RewardModel.from_spec(tiny_rm_spec))
 
 
 def test_causal_rm_without_a_mask_token_uses_the_pad_embedding(policy_tokenizer) -> None:
@@ -124,10 +109,6 @@ def test_bad_options_name_the_config_field(tiny_rm_spec) -> None:
         build_explainer("integrated_gradients", reward_model, baseline="unk")
     with pytest.raises(ValueError, match="shaping.integrated_gradients.n_steps"):
         build_explainer("integrated_gradients", reward_model, n_steps=0)
-    with pytest.raises(ValueError, match="shaping.gradient.baseline"):
-        build_explainer("gradient", reward_model, baseline="unk")
     with pytest.raises(ValueError, match="integrated_gradients.n_steps"):
         ShapingConfig(integrated_gradients={"n_steps": 0})
-    with pytest.raises(ValueError, match="gradient.baseline"):
-        ShapingConfig(gradient={"baseline": "eos"})
     assert issubclass(ConfigError, ValueError)

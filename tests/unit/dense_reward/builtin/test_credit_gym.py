@@ -143,3 +143,12 @@ def test_building_is_deterministic(tmp_path: Path, one_torch_thread: None) -> No
     assert a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
     assert (rm_a / "agreement.json").read_text() == (rm_b / "agreement.json").read_text()
     assert model_entry("credit-gym-policy").summary and model_entry("credit-gym-rm").summary
+
+
+def test_gym_dpo_policy_is_tuned_from_the_gym_policy_on_full_length_responses() -> None:
+    from dense_reward.builtin.registry import GYM_DPO
+
+    assert (GYM_DPO.policy, GYM_DPO.reward, GYM_DPO.prompts) == ("credit-gym-policy", "credit-gym-rm", "credit-gym-prompts")
+    assert GYM_DPO.max_new_tokens == 64  # the gym config's ppo.max_new_tokens: log_ratio reads responses that long
+    assert GYM_DPO.pairs <= len(task.prompt_rows())
+    assert "DPO" in model_entry("credit-gym-policy-dpo").summary
