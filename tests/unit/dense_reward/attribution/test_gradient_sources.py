@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
 from dense_reward.attribution.embeddings import baseline_token_id
