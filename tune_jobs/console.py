@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -249,11 +250,11 @@ class ProgressTable(Callback):
     def __init__(self, sources: list[str], min_interval: float = 5.0) -> None:
         self.sources = list(sources)
         self.min_interval = min_interval
-        self.last_print = 0.0
+        self.last_print = -math.inf  # the first result always prints (monotonic time may start near 0)
         self.live: Live | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": 0.0, "live": None}
+        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": -math.inf, "live": None}
 
     def _print(self, trials: list[Any], force: bool) -> None:
         out = console()

@@ -60,6 +60,15 @@ def test_off_a_terminal_results_are_reprinted_at_most_every_min_interval(monkeyp
     assert table.live is None
 
 
+def test_the_first_result_prints_on_a_machine_up_for_less_than_min_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = capture(monkeypatch, terminal=False)
+    monkeypatch.setattr("tune_jobs.console.time.monotonic", lambda: 12.0)  # seconds since boot
+    table = ProgressTable(["sparse", "attention"], min_interval=3600)
+    first = trial("aaaa", "RUNNING", 1, 0.25)
+    table.on_trial_result(1, [first], first, {})
+    assert sink.getvalue().count("trials (") == 1
+
+
 def test_the_callback_pickles_without_its_live_display(monkeypatch: pytest.MonkeyPatch) -> None:
     capture(monkeypatch, terminal=True)
     table = ProgressTable(["sparse", "attention"])
