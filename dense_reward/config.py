@@ -275,6 +275,13 @@ class EvaluationConfig(StrictSection):
     greedy: bool = Field(default=True, description="Greedy decoding for validation.")
     gold_scorer: Literal["none", "vader", "credit-gym"] = Field(default="none", description="Gold reward beside the RM.")
     heatmap_samples: int = Field(default=3, ge=0, description="Validation samples drawn as token heatmaps.")
+    heatmap_epochs: Literal["every", "last"] = Field(
+        default="every",
+        description=(
+            "Epochs whose heatmaps a sweep trial draws: `every` epoch, or only the `last` (each page runs "
+            "every source on every sample, which can cost as much as a PPO step)."
+        ),
+    )
 
 
 class Config(StrictSection):

@@ -253,6 +253,13 @@ def release_memory() -> None:
         pass
 
 
+def draws_heatmaps(config, epoch: int) -> bool:
+    """Whether a trial draws the token heatmaps after `epoch` (`evaluation.heatmap_epochs`, `heatmap_samples`)."""
+    if config.evaluation.heatmap_samples == 0:
+        return False
+    return config.evaluation.heatmap_epochs == "every" or epoch == config.ppo.epochs
+
+
 def train_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
     """The Ray Tune function trainable: restore, then PPO epochs, reporting and checkpointing after each.
 
@@ -305,6 +312,10 @@ def run_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
             setup.fault.maybe_fire(epoch, trial_id)
         train_metrics = run.train_epoch(epoch)
         evaluation = run.evaluate()
+        sections = []
+        if tracker is not None and draws_heatmaps(config, epoch):
+            # Drawn before the epoch's peak memory is read, so `peak_rss_mb` includes them.
+            sections = run.heatmap_sections(evaluation.get("samples", []))
         metrics = epoch_metrics(train_metrics, evaluation, epoch)
         metrics["resumed_from_epoch"] = start_epoch
         metrics["peak_rss_mb"] = peak_rss_mb()
@@ -312,7 +323,6 @@ def run_trial(trial: dict[str, Any], setup: TrialSetup) -> None:
             save_checkpoint(run, directory, {"trial_id": trial_id, "trial": trial, METRICS_KEY: metrics})
             if tracker is not None:
                 tracker.log_epoch(epoch, metrics)
-                sections = run.heatmap_sections(evaluation.get("samples", []))
                 if sections:
                     page = heatmap_page(sections, title=f"{trial_name}, epoch {epoch}")
                     tracker.log_text(page, f"heatmaps/epoch_{epoch:03d}.html")

@@ -114,6 +114,7 @@ def generate(
     top_p: float = 1.0,
     greedy: bool = False,
     policy_scores: bool = False,
+    value_head=None,
 ) -> Rollout:
     """Sample one response per prompt (or decode greedily); returns a `Rollout`.
 
@@ -121,6 +122,8 @@ def generate(
     `logprobs` and `entropy` `(B, Tr)` are filled from the logits the sampler drew from (divided by
     `temperature`), so no second policy forward is needed; in full precision these equal what a forward
     pass over `[query | response]` gives, up to float rounding. Without it the rollout has no scores.
+    With `policy_scores` and a `value_head` (a value head on the policy), `values` `(B, Tr)` are read off
+    the last-layer hidden states the sampler computed at the same positions, also up to float rounding.
     """
     device = next(policy.parameters()).device
     query_ids, query_mask = tokenize_prompts(tokenizer, prompts, device)
@@ -135,6 +138,7 @@ def generate(
         pad_token_id=tokenizer.pad_token_id,
         return_dict_in_generate=policy_scores,
         output_logits=policy_scores,
+        output_hidden_states=policy_scores and value_head is not None,
     )
     output = policy.generate(
         input_ids=query_ids, attention_mask=query_mask, generation_config=generation_config
@@ -147,6 +151,12 @@ def generate(
     rollout = Rollout(query_ids, query_mask, response_ids, response_mask, stop_token_ids=stops)
     if policy_scores:
         logits = torch.stack(output.logits, dim=1).float()  # (B, Tr, V), raw: before temperature
+        if value_head is not None:
+            # Step i's last-layer hidden state at its last input position is the state that predicts
+            # response token i: the prompt's last token for i = 0, response token i - 1 after that.
+            hidden = torch.stack([layers[-1][:, -1] for layers in output.hidden_states], dim=1)  # (B, Tr, H)
+            rollout.values = value_head(hidden).float() * response_mask
+            del hidden
         del output
         if temperature != 1.0:
             logits /= temperature
@@ -216,13 +226,16 @@ def score_tokens(
 
     `reference=None` means the policy is a peft model whose reference is itself with adapters disabled.
     Exactly one of `critic` (a separate model) and `value_head` (on the policy's hidden states) is given.
-    A rollout whose `logprobs` and `entropy` came with it (`generate(..., policy_scores=True)`) keeps them
-    and skips the policy forward, unless the value head needs the policy's hidden states.
+    A rollout whose `logprobs` and `entropy` (and, with a value head, `values`) came with it
+    (`generate(..., policy_scores=True)`) keeps them and skips the policy forward.
     """
     size = rollout.query_ids.shape[0]
     chunk_size = chunk_size or size
-    policy_forward = value_head is not None or rollout.logprobs is None or rollout.entropy is None
-    names = ["ref_logprobs", "values"] + (["logprobs", "entropy"] if policy_forward else [])
+    policy_forward = (
+        rollout.logprobs is None or rollout.entropy is None or (value_head is not None and rollout.values is None)
+    )
+    values_here = value_head is None or policy_forward
+    names = ["ref_logprobs"] + (["values"] if values_here else []) + (["logprobs", "entropy"] if policy_forward else [])
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, size, chunk_size):
         rows = slice(start, start + chunk_size)
@@ -248,6 +261,8 @@ def score_tokens(
                 ref_logits, _ = response_logits(reference, query_ids, query_mask, response_ids, temperature)
             parts["ref_logprobs"].append(token_logprobs(ref_logits.float(), response_ids))
             del ref_logits
+            if not values_here:
+                continue
             if value_head is not None:
                 values = value_head(hidden)
             else:

@@ -228,11 +228,11 @@ resumed trainer continues on the streams it was saved with.
     def rollout(self, prompts: list[str], timings: dict[str, float]) -> Rollout:
         """Sample responses, then score their tokens under policy, reference and critic."""
         tick = time.perf_counter()
-        # In full precision the sampler's logits are the policy's log-probs (up to float rounding), so the
-        # policy forward after generation is skipped; under bf16 autocast incremental decoding rounds
-        # differently from the full forward the update uses, and a value head on the policy needs that
-        # forward's hidden states anyway.
-        policy_scores = self.value_head is None and self.device.type != "cuda"
+        # In full precision the sampler's logits are the policy's log-probs and its last-layer hidden states
+        # give a value head's values (both up to float rounding), so the policy forward after generation is
+        # skipped; under bf16 autocast incremental decoding rounds differently from the full forward the
+        # update uses.
+        policy_scores = self.device.type != "cuda"
         with self.step_rng(phase=0), self.autocast():
             rollout = generate(
                 self.policy,
@@ -242,6 +242,7 @@ resumed trainer continues on the streams it was saved with.
                 temperature=self.args.temperature,
                 top_p=self.args.top_p,
                 policy_scores=policy_scores,
+                value_head=self.value_head if policy_scores else None,
             )
         timings["generation_seconds"] = time.perf_counter() - tick
         tick = time.perf_counter()

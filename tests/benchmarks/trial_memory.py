@@ -1,8 +1,9 @@
 """Peak resident memory of a shortened demo trial: in a plain process and as a Ray Tune trial of the service.
 
-The trial is `tune_jobs/configs/demo.yaml` cut to one epoch of 2 PPO steps (SmolLM2-135M policy with LoRA, a
-critic, the MiniLM reward model, every attribution source, the greedy evaluation on 16 validation prompts,
-a checkpoint and the token heatmaps), for the sweep's first two points (sparse-only, then ABC).
+The trial is `tune_jobs/configs/demo.yaml` cut to one epoch of 2 PPO steps (SmolLM2-135M policy with LoRA and
+the config's value model, the MiniLM reward model, every attribution source, the greedy evaluation on 16
+validation prompts, a checkpoint and the token heatmaps), for the sweep's first two points (sparse-only,
+then ABC).
 
 - plain: each trial in a fresh Python process through `dense_reward.run.Run`, the same loop as the service's
   trial (train the epoch, evaluate, save a checkpoint, draw the heatmaps); the figure is the process's peak

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dense_reward.simplex import SOURCES
-from tests.support.paths import BENCHMARKS
+from tests.support.paths import BENCHMARKS, TINY_CONFIG
 
 
 def load_script(name: str) -> ModuleType:
@@ -310,3 +310,31 @@ def test_gym_claims_smoke_tests_every_arm_against_sparse_and_scores_fidelity(tmp
     assert part["fidelity"]["redistribution"] > part["fidelity"]["sparse"]
     assert "## 8-word responses" in (tmp_path / "gym_claims.md").read_text()
     assert (tmp_path / "gym.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(600)
+def test_demo_step_smoke_times_every_phase_of_each_variant(tmp_path: Path) -> None:
+    demo_step = load_script("demo_step")
+    out = tmp_path / "rows.jsonl"
+    tiny = TINY_CONFIG
+    argv = [
+        "--config", str(tiny), "--steps", "2", "--out", str(out),
+        "--variant", "critic:models.value.head_on_policy=false",
+        "--variant", "head:models.value.head_on_policy=true",
+        "--weights", '{"sparse": 1.0}', "--weights", '{"sparse": 0.5, "lime": 0.5}',
+    ]  # fmt: skip
+    assert demo_step.main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(row["variant"], row["weights"].get("lime", 0.0)) for row in rows] == [
+        ("critic", 0.0), ("head", 0.0), ("critic", 0.5), ("head", 0.5),
+    ]  # fmt: skip
+    for row in rows:
+        for key in ("generation_seconds", "forward_seconds", "update_seconds", "step_seconds", "step_cpu_seconds"):
+            assert len(row[key]) == 2 and all(value > 0 for value in row[key]), key
+        assert row["evaluation_seconds"] > 0 and row["heatmap_seconds"] > 0
+        assert math.isfinite(row["val_reward"])
+    # LIME runs only where it carries weight: its RM forwards dwarf the sparse source's bookkeeping.
+    for sparse_only, with_lime in ((rows[0], rows[2]), (rows[1], rows[3])):
+        assert min(with_lime["attribution_seconds"]) > 10 * max(sparse_only["attribution_seconds"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        demo_step.main(["--config", str(tiny), "--variant", "bad:models.value.head_on_policy"])

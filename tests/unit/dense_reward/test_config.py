@@ -181,3 +181,26 @@ def test_a_shap_budget_far_below_m_squared_warns_naming_the_field(tiny_config) -
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             Config.model_validate({**data, "shaping": shaping})
+
+
+def test_demo_trains_a_value_head_and_draws_heatmaps_for_its_last_epoch_only() -> None:
+    from tune_jobs.trainable import draws_heatmaps
+
+    demo = load_config(ROOT_CONFIGS / "demo.yaml")
+    assert demo.models.value.head_on_policy is True
+    assert demo.evaluation.heatmap_epochs == "last"
+    epochs = demo.ppo.epochs
+    assert [draws_heatmaps(demo, epoch) for epoch in range(1, epochs + 1)] == [False] * (epochs - 1) + [True]
+    every = demo.with_overrides({"evaluation.heatmap_epochs": "every"})
+    assert all(draws_heatmaps(every, epoch) for epoch in range(1, epochs + 1))
+    none = demo.with_overrides({"evaluation.heatmap_samples": 0})
+    assert not any(draws_heatmaps(none, epoch) for epoch in range(1, epochs + 1))
+
+
+def test_bad_heatmap_epochs_names_the_field() -> None:
+    data = _tiny_dict()
+    data["evaluation"]["heatmap_epochs"] = "first"
+    with pytest.raises(ConfigError) as info:
+        validate_config(data)
+    assert "evaluation.heatmap_epochs" in str(info.value)
+    assert "first" in str(info.value)

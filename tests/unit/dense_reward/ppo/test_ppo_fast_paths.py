@@ -13,6 +13,7 @@ from dense_reward.config import Config, ModelSpec
 from dense_reward.models import load_policy
 from dense_reward.ppo.activations import TanhGELU, fuse_gelu
 from dense_reward.ppo.rollout import generate, score_tokens
+from dense_reward.ppo.value import ValueHead
 from dense_reward.run import build_trainer
 from dense_reward.shaping import RewardOutput
 
@@ -75,6 +76,38 @@ def test_score_tokens_keeps_sampler_scores_and_skips_the_policy_forward(tiny) ->
     assert torch.equal(rollout.logprobs, sampled)
     # The reference is an exact copy of the policy: its full forward agrees with the sampler's log-probs.
     torch.testing.assert_close(rollout.ref_logprobs, rollout.logprobs, atol=1e-5, rtol=0)
+
+
+def test_sampler_hidden_states_give_a_value_heads_values_without_a_policy_forward(tiny) -> None:
+    policy, tokenizer = tiny
+    torch.manual_seed(1)
+    head = ValueHead(policy.config.hidden_size)
+    with torch.no_grad():
+        head.linear.bias.fill_(0.5)  # values away from 0, so the mask past EOS shows
+    handle = raise_eos(policy, tokenizer, 1.0)
+    calls = []
+    try:
+        torch.manual_seed(3)
+        fast = generate(policy, tokenizer, PROMPTS * 2, max_new_tokens=10, policy_scores=True, value_head=head)
+        torch.manual_seed(3)
+        plain = generate(policy, tokenizer, PROMPTS * 2, max_new_tokens=10)
+        assert 0 < int(plain.ended_with_eos().sum()) < len(PROMPTS) * 2, "want both stopped and capped rows"
+        score_tokens(plain, policy, 1.0, reference=policy, value_head=head)
+        sampled_values = fast.values.clone()
+        reference = copy.deepcopy(policy)
+        counter = policy.register_forward_hook(lambda *args: calls.append(1))
+        try:
+            score_tokens(fast, policy, 1.0, reference=reference, value_head=head)
+        finally:
+            counter.remove()
+    finally:
+        handle.remove()
+    assert calls == [], "the policy ran a forward although the sampler gave logits and values"
+    assert torch.equal(fast.values, sampled_values)
+    torch.testing.assert_close(fast.values, plain.values, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+    assert (fast.values[fast.response_mask == 0] == 0).all()
+    assert (fast.values[fast.response_mask == 1] != 0).all()
 
 
 def test_one_kernel_gelu_is_gelu_new_up_to_rounding() -> None:
