@@ -50,13 +50,13 @@ def test_truncation_cuts_the_prompt_first(tiny_rm_spec: RewardModelSpec) -> None
     (long_item,) = model.encode(["hi"], [" ".join(["good"] * 30)])
     assert len(long_item.input_ids) == 16
     assert long_item.response_start == 1 and long_item.response_length == 14
-    assert long_item.response_offsets[0] == (0, 2) and len(long_item.response_offsets) == 14
+    assert long_item.response_offsets[0] == (0, 4) and len(long_item.response_offsets) == 14  # "good" is one token
 
 
 def test_batched_scores_match_single_scores(tiny_rm_spec: RewardModelSpec) -> None:
     small = RewardModel.from_spec(tiny_rm_spec.model_copy(update={"batch_size": 3}))
     prompts = [f"prompt {i}" for i in range(7)]
-    responses = ["good " * i + "day" for i in range(7)]
+    responses = ["good " * (3 * i) + "day" for i in range(7)]  # 1 to 19 words
     batched = small.score(prompts, responses)
     assert batched.dtype == torch.float32 and batched.shape == (7,)
     # Lengths differ a lot here, so batches are cut to keep padding low.
