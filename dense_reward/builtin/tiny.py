@@ -2,8 +2,9 @@
 
 `tiny-gpt2` is a 2-layer GPT-2 with a byte-level BPE tokenizer; `tiny-rm` is a 2-layer BERT
 sequence classifier (num_labels=1) with a WordPiece tokenizer, so policy and reward model never
-share a tokenizer. Both are trained (tokenizers) and initialised (weights) from a fixed seed in a
-few seconds (the WordPiece vocabulary is counted, not trained, so two builds are identical) and saved as ordinary Hugging Face folders, then loaded through the same
+share a tokenizer. Both are built (tokenizers) and initialised (weights) from a fixed seed in a
+few seconds (the WordPiece vocabulary is counted, not trained, so two builds are identical) and saved
+as ordinary Hugging Face folders, then loaded through the same
 `from_pretrained` path as hub models. `tiny-prompts` is 200 sentences of the same vocabulary.
 """
 

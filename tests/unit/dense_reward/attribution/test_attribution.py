@@ -2,8 +2,8 @@
 
 The additive RM is a real torch module with its own word-level tokenizer (not the policy's
 byte-level BPE): score = sum over tokens of a per-token value, with [MASK] and [PAD] worth 0. Its
-Shapley values (hence Owen values), prefix differences and gradient x input are the per-token
-values exactly.
+Shapley values (hence Owen values) and prefix differences are the per-token values exactly
+(integrated gradients on the same RM: test_gradient_sources.py).
 """
 
 from __future__ import annotations
