@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import yaml
 from dense_reward.config import Config
 from dense_reward.errors import UserError
 from tests.support.paths import ROOT
+from tests.support.ports import free_port, port_open
 from tune_jobs import submit
 
 BIN = Path(sys.executable).parent
@@ -35,11 +35,6 @@ TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
 
 pytestmark = pytest.mark.integration
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check, what: str, timeout: float, procs: list[subprocess.Popen]) -> None:
@@ -54,10 +49,6 @@ def wait_until(check, what: str, timeout: float, procs: list[subprocess.Popen]) 
         time.sleep(0.5)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
 
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def http_ok(url: str) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from dense_reward.config import Config
+from tests.support.ports import free_port, port_open
 from tune_jobs import tracking
 from tune_jobs.rundir import SweepManifest
 
@@ -38,15 +39,6 @@ TRIALS = {"trial_0000": {"sparse": 1.0}, "trial_0001": {"sparse": 0.3, "attentio
 pytestmark = pytest.mark.integration
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def other_addresses() -> set[str]:
