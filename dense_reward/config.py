@@ -125,6 +125,13 @@ class DataConfig(StrictSection):
     chat_template: Literal["auto", "on", "off"] = Field(
         default="auto", description="Wrap prompts in the policy's chat template (auto: when it has one)."
     )
+    system_prompt: str | None = Field(
+        default=None,
+        description=(
+            "System message put before every prompt in the chat template; '' for an empty one. Unset: the "
+            "template's own default (SmolLM2's adds a 16-token system message to every sequence)."
+        ),
+    )
     max_prompt_chars: int = Field(default=2000, ge=1, description="Longer prompts are cut from the left.")
 
 

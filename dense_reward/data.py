@@ -206,17 +206,25 @@ def extract_prompts(
 # --------------------------------------------------------------------------------------------------
 
 
-def format_prompt(prompt: str, tokenizer: Any, mode: str = "auto", hh: bool = False) -> str:
+def format_prompt(
+    prompt: str, tokenizer: Any, mode: str = "auto", hh: bool = False, system_prompt: str | None = None
+) -> str:
     """Wrap a raw prompt in the tokenizer's chat template (with the generation prompt) when asked.
 
     `mode`: `auto` = when the tokenizer has a template, `on` = always (error if none), `off` = never.
+    `system_prompt`: a system message put first (`None`: whatever the template does without one).
     """
     has_template = tokenizer is not None and getattr(tokenizer, "chat_template", None)
     if mode == "off" or (mode == "auto" and not has_template):
+        if system_prompt is not None:
+            why = "is off" if mode == "off" else "is not there (the policy tokenizer has none)"
+            raise DataError(f"data.system_prompt: set, but the chat template that would carry it {why}")
         return prompt
     if not has_template:
         raise DataError("data.chat_template: 'on' but the policy tokenizer has no chat template")
     messages = hh_messages(prompt) if hh else [{"role": "user", "content": prompt}]
+    if system_prompt is not None:
+        messages = [{"role": "system", "content": system_prompt}, *messages]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
@@ -234,6 +242,9 @@ def load_prompts(config: DataConfig, tokenizer: Any = None) -> PromptSplits:
     if len(raw) < 2:
         raise DataError(f"data.source: {config.source} has {len(raw)} distinct prompt(s); a split needs at least 2")
     n_val = min(max(1, round(len(raw) * config.validation_fraction)), len(raw) - 1)
-    formatted = {format_prompt(p, tokenizer, config.chat_template, hh=fmt == "hh_rlhf"): p for p in raw}
+    formatted = {
+        format_prompt(p, tokenizer, config.chat_template, fmt == "hh_rlhf", config.system_prompt): p
+        for p in raw
+    }
     ordered = list(formatted)
     return PromptSplits(train=ordered[n_val:], validation=ordered[:n_val], raw=formatted)

@@ -238,11 +238,29 @@ def load_tokenizer(spec: ModelSpec, field: str = "model", padding_side: str = "l
     return tokenizer
 
 
+def _contiguous_input(module: torch.nn.Module, args: tuple) -> tuple:
+    return (args[0].contiguous(), *args[1:])
+
+
+def contiguous_lm_head(model: torch.nn.Module) -> None:
+    """Give the LM head a contiguous input (a forward pre-hook on `get_output_embeddings()`).
+
+    transformers' causal LMs apply the head to `hidden_states[:, -logits_to_keep:]`, a strided view. On
+    CPU torch's linear then takes a batched-matmul path with the weight broadcast per sequence, about
+    2x slower than the single matmul a contiguous input gets (SmolLM2-135M's 49152x576 head: 266 -> 147 ms
+    for 4x25 positions, forward; the backward gains alike). Same values either way.
+    """
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_input)
+
+
 def load_policy(spec: ModelSpec, lora: LoraSpec | None = None, field: str = "models.policy"):
     """(model, tokenizer) of a causal LM; LoRA adapters attached when `lora.enabled`."""
     from transformers import AutoModelForCausalLM
 
     model = load_pretrained(AutoModelForCausalLM, spec, field, trained=True)
+    contiguous_lm_head(model)
     tokenizer = load_tokenizer(spec, field, padding_side="left")
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -260,6 +278,7 @@ def load_reference(policy, spec: ModelSpec | None, field: str = "models.referenc
         from transformers import AutoModelForCausalLM
 
         reference = load_pretrained(AutoModelForCausalLM, spec, field)
+        contiguous_lm_head(reference)
     elif hasattr(policy, "disable_adapter"):
         return None
     else:

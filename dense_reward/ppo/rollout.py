@@ -191,18 +191,27 @@ def response_logits(
     """Temperature-scaled logits `(B, Tr, V)` that predict each response token, and optionally the
     last-layer hidden states `(B, Tr, H)` at the same positions (for a value head on the policy)."""
     response_length = response_ids.shape[1]
+    # The logit at position p predicts token p + 1, so the last response token is never an input: the
+    # last `response_length` positions of [query | response[:-1]] predict the response.
     output = model(
-        **sequence_inputs(query_ids, query_mask, response_ids),
+        **sequence_inputs(query_ids, query_mask, response_ids[:, :-1]),
         use_cache=False,
         output_hidden_states=output_hidden_states,
-        logits_to_keep=response_length + 1,
+        logits_to_keep=response_length,
     )
-    # The logit at position p predicts token p + 1: drop the one after the last response token.
-    logits = output.logits[:, :-1]
+    logits = output.logits
     if temperature != 1.0:
         logits = logits / temperature
-    hidden = output.hidden_states[-1][:, -response_length - 1 : -1] if output_hidden_states else None
+    hidden = output.hidden_states[-1][:, -response_length:] if output_hidden_states else None
     return logits, hidden
+
+
+def critic_values(
+    critic, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor
+) -> torch.Tensor:
+    """A critic's values `(B, Tr)` at the positions that predict each response token (as `response_logits`)."""
+    values = critic(**sequence_inputs(query_ids, query_mask, response_ids[:, :-1]))  # (B, Tq + Tr - 1)
+    return values[:, -response_ids.shape[1] :]
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -232,10 +241,16 @@ def score_tokens(
     size = rollout.query_ids.shape[0]
     chunk_size = chunk_size or size
     policy_forward = (
-        rollout.logprobs is None or rollout.entropy is None or (value_head is not None and rollout.values is None)
+        rollout.logprobs is None
+        or rollout.entropy is None
+        or (value_head is not None and rollout.values is None)
     )
     values_here = value_head is None or policy_forward
-    names = ["ref_logprobs"] + (["values"] if values_here else []) + (["logprobs", "entropy"] if policy_forward else [])
+    names = (
+        ["ref_logprobs"]
+        + (["values"] if values_here else [])
+        + (["logprobs", "entropy"] if policy_forward else [])
+    )
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, size, chunk_size):
         rows = slice(start, start + chunk_size)
@@ -266,9 +281,7 @@ def score_tokens(
             if value_head is not None:
                 values = value_head(hidden)
             else:
-                values = critic(**sequence_inputs(query_ids, query_mask, response_ids))[
-                    :, -response_ids.shape[1] - 1 : -1
-                ]
+                values = critic_values(critic, query_ids, query_mask, response_ids)
             parts["values"].append(values.float())
     for name, chunks in parts.items():
         setattr(rollout, name, torch.cat(chunks) * rollout.response_mask)

@@ -48,11 +48,11 @@ from dense_reward.ppo.losses import (
 )
 from dense_reward.ppo.rollout import (
     Rollout,
+    critic_values,
     dense_reward_tensor,
     generate,
     response_logits,
     score_tokens,
-    sequence_inputs,
     token_logprobs,
 )
 from dense_reward.ppo.schedule import lr_lambda
@@ -92,7 +92,7 @@ class PPOTrainer:
     Randomness: the sampling and minibatch shuffling of PPO step ``n`` draw from generators seeded by
     ``(args.seed, n)``, so two trainers with the same seed see the same random numbers at every step
     whatever their rewards did before (common random numbers across the trials of a sweep), and a
-resumed trainer continues on the streams it was saved with.
+    resumed trainer continues on the streams it was saved with.
     """
 
     def __init__(
@@ -362,9 +362,7 @@ resumed trainer continues on the streams it was saved with.
             if self.value_head is not None:
                 values = self.value_head(hidden)
             else:
-                values = self.critic(**sequence_inputs(query_ids, query_mask, response_ids))[
-                    :, -length - 1 : -1
-                ]
+                values = critic_values(self.critic, query_ids, query_mask, response_ids)
         logits = logits.float()
         logprobs = token_logprobs(logits, response_ids)  # (b, T)
         # Without an entropy bonus the entropy is only a statistic: no graph through (b, T, V) for it.

@@ -165,6 +165,27 @@ def test_chat_template_applied_and_raw_kept(tiny_policy_spec) -> None:
     assert all(p.endswith("Assistant:") for p in off.train)
 
 
+def test_system_prompt_goes_first_in_the_template_and_needs_one(tiny_policy_spec) -> None:
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    tokenizer.chat_template = (
+        "{% if messages[0]['role'] != 'system' %}<system>Default.{% endif %}"
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    config = DataConfig(source=str(FIXTURES / "plain.jsonl"))
+    default = load_prompts(config, tokenizer)
+    assert all(p.startswith("<system>Default.<user>") for p in default.train)
+    for system, start in (("", "<system><user>"), ("Be brief.", "<system>Be brief.<user>")):
+        splits = load_prompts(config.model_copy(update={"system_prompt": system}), tokenizer)
+        assert all(p.startswith(start) for p in splits.train + splits.validation)
+        # The RM still reads the raw prompt behind the template.
+        assert splits.raw_prompts(splits.train) == default.raw_prompts(default.train)
+    for mode, tok in (("off", tokenizer), ("auto", load_tokenizer(tiny_policy_spec))):
+        unset = config.model_copy(update={"system_prompt": "Be brief.", "chat_template": mode})
+        with pytest.raises(DataError, match="data.system_prompt"):
+            load_prompts(unset, tok)
+
+
 def test_chat_template_on_without_template_errors(tiny_policy_spec) -> None:
     tokenizer = load_tokenizer(tiny_policy_spec)
     config = DataConfig(source=str(FIXTURES / "plain.jsonl"), chat_template="on")

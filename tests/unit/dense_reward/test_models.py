@@ -118,6 +118,23 @@ def test_reference_is_a_frozen_copy(tiny_policy_spec) -> None:
     assert not torch.equal(next(policy.parameters()), next(reference.parameters()))
 
 
+@pytest.mark.parametrize("lora", [False, True])
+def test_lm_head_gets_a_contiguous_input_and_the_same_logits(tiny_policy_spec, lora: bool) -> None:
+    from transformers import AutoModelForCausalLM
+
+    policy, _ = load_policy(tiny_policy_spec, LoraSpec(enabled=lora, r=4, target_modules=["c_attn"]))
+    plain = AutoModelForCausalLM.from_pretrained(resolve_model_path(tiny_policy_spec.path))
+    seen: list[bool] = []
+    policy.get_output_embeddings().register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(0, plain.config.vocab_size, (3, 9))
+    with torch.no_grad():
+        # logits_to_keep slices the last hidden states: a strided input without the hook.
+        ours = policy(input_ids=ids, logits_to_keep=4).logits
+        theirs = plain(input_ids=ids, logits_to_keep=4).logits
+    assert seen == [True]
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_lora_policy_uses_adapters_and_no_separate_reference(tiny_policy_spec) -> None:
     policy, _ = load_policy(tiny_policy_spec, LoraSpec(enabled=True, r=4, target_modules=["c_attn"]))
     trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
