@@ -28,6 +28,14 @@ TOLERANCE = 1e-6
 Optimisers meet the simplex constraint to about this precision; anything further off is an input error."""
 
 
+NEGLIGIBLE_WEIGHT = 1e-3
+"""Weights below this are set to 0 in a searched point (`drop_negligible`).
+
+A source that weighs less moves each token's reward by under 0.1 % of the sequence reward, yet a trial
+would pay its whole attribution cost; optimisers on the simplex return such weights (down to 1e-17) on
+every face they visit."""
+
+
 class WeightsError(UserError, ValueError):
     """Unknown source names, or weights off the simplex; the message names the field and the values."""
 
@@ -106,3 +114,15 @@ def project(vector: np.ndarray) -> np.ndarray:
     theta = cumulative[rho] / (rho + 1)
     projected = np.clip(vector - theta, 0.0, None)
     return projected / projected.sum()
+
+
+def drop_negligible(vector: np.ndarray, floor: float = NEGLIGIBLE_WEIGHT) -> np.ndarray:
+    """A ``(d,)`` simplex point with the weights below `floor` set to 0 and the rest rescaled to sum to 1.
+
+    Some weight is always kept: the largest of ``d`` weights summing to 1 is at least ``1/d``.
+    """
+    vector = np.asarray(vector, dtype=np.float64)
+    kept = np.where(vector >= floor, vector, 0.0)
+    if not kept.any():
+        kept = np.where(vector == vector.max(), vector, 0.0)
+    return kept / kept.sum()

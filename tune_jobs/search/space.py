@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dense_reward.config import ConfigError
-from dense_reward.simplex import check_sources, check_weights, on_simplex, project
+from dense_reward.simplex import check_sources, check_weights, drop_negligible, on_simplex, project
 from tune_jobs.config import KnobSpec
 from tune_jobs.config import SweepConfig as Config
 
@@ -149,14 +149,15 @@ class SearchSpace:
         """The trial config of a ``(D,)`` model vector, projected onto the simplex and into the box.
 
         Optimisers meet the simplex constraint only to a tolerance (~1e-6); the Euclidean projection
-        puts the weights on it to float64 precision.
+        puts the weights on it to float64 precision. Weights below `dense_reward.simplex.NEGLIGIBLE_WEIGHT` become 0, so a
+        trial never pays for a source that barely counts.
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.dim,):
             raise ValueError(f"expected a model vector of shape ({self.dim},), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"model vector has non-finite entries: {x}")
-        weights = project(x[: self.num_sources])
+        weights = drop_negligible(project(x[: self.num_sources]))
         config: dict[str, Any] = {WEIGHTS_KEY: dict(zip(self.sources, weights.tolist(), strict=True))}
         for value, (name, spec) in zip(x[self.num_sources :], self.knobs.items(), strict=True):
             low, high = self._box(spec)
@@ -268,9 +269,10 @@ class SearchSpace:
     # ----------------------------------------------------------------------------------------------
 
     def _config(self, weights: np.ndarray, knobs: np.ndarray) -> dict[str, Any]:
-        """A trial config from ``(d,)`` weights (projected onto the simplex) and ``(k,)`` knob positions in [0, 1]."""
+        """A trial config from ``(d,)`` weights (projected onto the simplex, negligible ones dropped) and ``(k,)``
+        knob positions in [0, 1]."""
         config: dict[str, Any] = {
-            WEIGHTS_KEY: dict(zip(self.sources, project(weights).tolist(), strict=True))
+            WEIGHTS_KEY: dict(zip(self.sources, drop_negligible(project(weights)).tolist(), strict=True))
         }
         for value, (name, spec) in zip(knobs, self.knobs.items(), strict=True):
             low, high = self._box(spec)

@@ -49,6 +49,19 @@ def test_unit_cube_maps_onto_simplex_and_box(space: SearchSpace) -> None:
         assert space.contains(config)
 
 
+def test_negligible_weights_become_zero_so_no_trial_pays_for_them(space: SearchSpace) -> None:
+    # What an optimiser on the simplex returns on a face: the other weights are not 0 but ~1e-17.
+    x = np.array([2.3e-17, 8.0e-17, 4.0e-4, 1.0 - 4.0e-4 - 1.03e-16, 0.0, 0.05])
+    weights = space.from_vector(x)[WEIGHTS_KEY]
+    assert weights == {"sparse": 0.0, "attention": 0.0, "redistribution": 0.0, "shap": 1.0}
+    kept = space.from_vector(np.array([0.002, 0.3, 0.3, 0.398, 0.0, 0.05]))[WEIGHTS_KEY]
+    assert kept["sparse"] == pytest.approx(0.002) and math.isclose(sum(kept.values()), 1.0)
+    rng = np.random.default_rng(1)
+    for u in rng.random((300, space.unit_dim)):
+        values = np.array(list(space.from_unit(u, concentration=0.3)[WEIGHTS_KEY].values()))
+        assert np.all((values == 0.0) | (values >= 1e-3)) and math.isclose(values.sum(), 1.0)
+
+
 @pytest.mark.parametrize("concentration", [0.3, 2.0])
 def test_a_concentration_gives_symmetric_dirichlet_weights(space: SearchSpace, concentration: float) -> None:
     rng = np.random.default_rng(2)
