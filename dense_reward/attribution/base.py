@@ -8,7 +8,11 @@ The registry of sources by name is `dense_reward.attribution.registry.EXPLAINERS
 
 from __future__ import annotations
 
+import importlib
+import sys
+import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -16,6 +20,34 @@ import numpy as np
 from dense_reward.attribution.align import align_credit
 from dense_reward.errors import UserError
 from dense_reward.reward_model import RewardModel
+
+
+def import_detached(name: str) -> ModuleType:
+    """``importlib.import_module(name)``, with a first import run on a new thread's empty stack.
+
+    Some libraries keep the ImportErrors of their optional dependencies, tracebacks included, in a module
+    global (shap's `record_import_error`, for cv2, pyspark and more). A traceback keeps every frame of the
+    importing stack alive with its locals: shap first imported inside an explanation held the first
+    trial's reward model and scored batches for the life of the process, so a reused Ray worker began its
+    next trial ~450 MiB heavier. A new thread's stack holds nothing of ours.
+    """
+    module = sys.modules.get(name)
+    if module is not None and not getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return module
+    outcome: dict[str, object] = {}
+
+    def load() -> None:
+        try:
+            outcome["module"] = importlib.import_module(name)
+        except BaseException as error:  # noqa: BLE001 - re-raised on the caller's thread below
+            outcome["error"] = error
+
+    thread = threading.Thread(target=load, name=f"import {name}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["module"]  # type: ignore[return-value]
 
 
 class ExplanationError(UserError):

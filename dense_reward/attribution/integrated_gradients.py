@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit
+from dense_reward.attribution.base import RMTokenExplainer, ScoredBatch, TokenCredit, import_detached
 from dense_reward.attribution.embeddings import check_baseline, embedded_groups
 from dense_reward.reward_model import RewardModel
 
@@ -47,6 +47,7 @@ class IntegratedGradientsExplainer(RMTokenExplainer):
         self, reward_model: RewardModel, n_steps: int = 16, baseline: str = "mask", method: str = "gausslegendre"
     ) -> None:
         super().__init__(reward_model)
+        import_detached("captum.attr")  # here, not first inside an explanation (see `import_detached`)
         if n_steps < 1:
             raise ValueError(f"shaping.integrated_gradients.n_steps must be >= 1, got {n_steps}")
         if method not in METHODS:

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from dense_reward.attribution.base import import_detached
 from dense_reward.attribution.batching import Scorer
 from dense_reward.attribution.perturbation import Features, PerturbationExplainer
 from dense_reward.reward_model import RewardModel
@@ -68,6 +69,7 @@ class LimeExplainer(PerturbationExplainer):
         self.num_samples = num_samples
         self.seed = seed
         self.kernel_width = kernel_width
+        import_detached("lime.lime_base")  # here, not first inside an explanation (see `import_detached`)
 
     def explain_one(self, features: Features, scorer: Scorer) -> np.ndarray:
         """(M,) LIME weights of the M >= 1 features of one response, scored through `scorer`."""

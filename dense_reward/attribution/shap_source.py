@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from dense_reward.attribution.base import import_detached
 from dense_reward.attribution.batching import Scorer
 from dense_reward.attribution.perturbation import Features, PerturbationExplainer
 from dense_reward.attribution.seeding import GlobalRandomLease
@@ -76,6 +77,7 @@ class ShapExplainer(PerturbationExplainer):
             raise ValueError(f"shaping.shap.max_evals must be >= 4, got {max_evals}")
         self.max_evals = max_evals
         self.seed = seed
+        import_detached("shap")  # here, not first inside an explanation (see `import_detached`)
 
     def explain_one(self, features: Features, scorer: Scorer) -> np.ndarray:
         """(M,) Owen values of the M >= 1 features of one response, scored through `scorer`."""

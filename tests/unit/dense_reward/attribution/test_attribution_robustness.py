@@ -306,3 +306,48 @@ def test_any_unicode_reply_through_every_source_and_normaliser(
     again = shape(out.attributions, weights, out.scores, normalize, shaping.tau)
     for a, b in zip(again, out.dense, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------
+# memory: an explanation leaves nothing of its reward model behind
+# --------------------------------------------------------------------------------------------------
+
+FIRST_USE = """
+import gc, sys, weakref
+from dense_reward.attribution import ScoredBatch, build_explainer, policy_token_offsets
+from dense_reward.config import ModelSpec
+from dense_reward.models import load_tokenizer
+from tests.support.reward_models import tiny_causal_reward_model
+
+assert not {"shap", "lime", "captum"} & set(sys.modules), "imported before the explainers"
+
+def explain():
+    reward_model = tiny_causal_reward_model()
+    tokenizer = load_tokenizer(ModelSpec(path="builtin:tiny-gpt2"))
+    decoded = [policy_token_offsets(tokenizer, tokenizer(t)["input_ids"]) for t in (" a good day", " bad")]
+    texts = [text for text, _ in decoded]
+    scores = reward_model.score(["P", "Q"], texts).double().numpy()
+    batch = ScoredBatch(["P", "Q"], texts, [offsets for _, offsets in decoded], scores)
+    for source, options in (("shap", {"max_evals": 8}), ("lime", {"num_samples": 8}), ("integrated_gradients", {})):
+        build_explainer(source, reward_model, **options).explain(batch)
+    return weakref.ref(reward_model.model)
+
+model = explain()
+gc.collect()
+print("alive" if model() is not None else "freed")
+"""
+
+
+def test_first_use_of_shap_lime_and_captum_keeps_no_reward_model_alive() -> None:
+    # shap records the ImportErrors of its optional dependencies with their tracebacks; imported first
+    # inside an explanation's thread, those held every frame below, the reward model included, until the
+    # process ended (a reused Ray worker's next trial started ~450 MiB heavier). A fresh process: the
+    # first import is the point.
+    import subprocess
+    import sys
+
+    from tests.support.paths import ROOT
+
+    done = subprocess.run([sys.executable, "-c", FIRST_USE], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "freed"
