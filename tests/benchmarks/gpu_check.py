@@ -283,6 +283,9 @@ def attribution_costs(name: str, reward_model, args: argparse.Namespace, device:
     for source in EXPLAINERS:
         try:
             explainer = build_explainer(source, reward_model, **options.get(source, {}))
+        except ModuleNotFoundError as error:  # its optional library (imported when it is built), e.g. captum
+            skipped[source] = f"needs the {error.name!r} package, not installed"
+            continue
         except (TypeError, ValueError, UserError) as error:  # e.g. a source that needs a model of its own
             skipped[source] = str(error).splitlines()[0]
             continue
