@@ -247,14 +247,16 @@ class ProgressTable(Callback):
     trial ends. Picklable (Ray stores callbacks with the experiment), so a resumed sweep shows it too.
     """
 
-    def __init__(self, sources: list[str], min_interval: float = 5.0) -> None:
+    def __init__(self, sources: list[str], min_interval: float = 5.0, total: int | None = None) -> None:
         self.sources = list(sources)
         self.min_interval = min_interval
+        self.total = total
+        """The sweep's trial budget (`search.trials`), for the title; None = count the trials started."""
         self.last_print = -math.inf  # the first result always prints (monotonic time may start near 0)
         self.live: Live | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"sources": self.sources, "min_interval": self.min_interval, "last_print": -math.inf, "live": None}
+        return {**self.__dict__, "last_print": -math.inf, "live": None}
 
     def _print(self, trials: list[Any], force: bool) -> None:
         out = console()
@@ -263,7 +265,11 @@ class ProgressTable(Callback):
             return
         self.last_print = now
         knobs = sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
-        table = Table(title=f"trials ({sum(t.status == 'TERMINATED' for t in trials)}/{len(trials)} done)")
+        done = sum(t.status == "TERMINATED" for t in trials)
+        running = sum(t.status == "RUNNING" for t in trials)
+        # Tune lists only the trials started so far; confirmation re-runs may add some past the budget.
+        total = max(getattr(self, "total", None) or 0, len(trials))  # a callback pickled before `total`
+        table = Table(title=f"trials: {done} of {total} done, {running} running")
         for column in [
             "trial",
             "status",

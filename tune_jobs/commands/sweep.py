@@ -97,7 +97,7 @@ def sweep_and_summarise(
         run_dir=run_dir,
         address=address,
         resume=resume,
-        callbacks=[ProgressTable(config.shaping.sources)],
+        callbacks=[ProgressTable(config.shaping.sources, total=config.search.trials)],
         on_ready=announce,
     )
     if outcome.retired_runs:

@@ -41,7 +41,7 @@ def test_on_a_terminal_the_table_is_redrawn_in_place(monkeypatch: pytest.MonkeyP
     text = sink.getvalue()
     assert "0.2500 ± 0.0100" in text and "0.5000 ± 0.0100" in text and "TERMINATED" in text
     assert "\x1b[2K" in text  # rich's erase-line: the earlier table is overwritten, not printed below
-    assert text.count("trials (") == 4  # three draws, and the last one again as the display stops
+    assert text.count("trials: ") == 4  # three draws, and the last one again as the display stops
     assert table.live is None
 
 
@@ -55,7 +55,7 @@ def test_off_a_terminal_results_are_reprinted_at_most_every_min_interval(monkeyp
     done = trial("aaaa", "TERMINATED", 2, 0.5)
     table.on_trial_complete(3, [done], done)  # a trial ending always prints
     text = sink.getvalue()
-    assert text.count("trials (") == 2 and "\x1b[" not in text
+    assert text.count("trials: ") == 2 and "\x1b[" not in text
     assert "0.5000 ± 0.0100" in text and "TERMINATED" in text
     assert table.live is None
 
@@ -66,15 +66,27 @@ def test_the_first_result_prints_on_a_machine_up_for_less_than_min_interval(monk
     table = ProgressTable(["sparse", "attention"], min_interval=3600)
     first = trial("aaaa", "RUNNING", 1, 0.25)
     table.on_trial_result(1, [first], first, {})
-    assert sink.getvalue().count("trials (") == 1
+    assert sink.getvalue().count("trials: ") == 1
+
+
+def test_the_title_counts_against_the_trial_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink = capture(monkeypatch, terminal=False)
+    table = ProgressTable(["sparse", "attention"], total=6)
+    trials = [trial("aaaa", "TERMINATED", 3, 0.5), trial("bbbb", "RUNNING", 1, 0.25), trial("cccc", "PENDING", 0, None)]
+    table.on_trial_complete(1, trials, trials[0])
+    assert "trials: 1 of 6 done, 1 running" in sink.getvalue()
+    # Past the budget (confirmation re-runs), the count follows the trials.
+    unbudgeted = ProgressTable(["sparse", "attention"], total=2)
+    unbudgeted.on_trial_complete(1, trials, trials[0])
+    assert "trials: 1 of 3 done, 1 running" in sink.getvalue()
 
 
 def test_the_callback_pickles_without_its_live_display(monkeypatch: pytest.MonkeyPatch) -> None:
     capture(monkeypatch, terminal=True)
-    table = ProgressTable(["sparse", "attention"])
+    table = ProgressTable(["sparse", "attention"], total=4)
     running = trial("aaaa", "RUNNING", 1, 0.25)
     table.on_trial_result(1, [running], running, {})
     assert table.live is not None
     copy = pickle.loads(pickle.dumps(table))
-    assert copy.live is None and copy.sources == ["sparse", "attention"]
+    assert copy.live is None and copy.sources == ["sparse", "attention"] and copy.total == 4
     table.on_experiment_end([running])
