@@ -36,7 +36,6 @@ TINY_CONFIG = ROOT / "tune_jobs" / "configs" / "tiny.yaml"
 pytestmark = pytest.mark.integration
 
 
-
 def wait_until(check, what: str, timeout: float, procs: list[subprocess.Popen]) -> None:
     """Poll `check()` until it is true; fail early when a process it depends on has died."""
     deadline = time.monotonic() + timeout
@@ -48,7 +47,6 @@ def wait_until(check, what: str, timeout: float, procs: list[subprocess.Popen]) 
             return
         time.sleep(0.5)
     raise TimeoutError(f"{what}: not ready after {timeout:.0f} s")
-
 
 
 def http_ok(url: str) -> bool:

@@ -39,8 +39,6 @@ TRIALS = {"trial_0000": {"sparse": 1.0}, "trial_0001": {"sparse": 0.3, "attentio
 pytestmark = pytest.mark.integration
 
 
-
-
 def other_addresses() -> set[str]:
     """This host's IPv4 addresses outside 127.0.0.0/8: the host name's and the default route's."""
     addresses = set()

@@ -149,16 +149,14 @@ class SearchSpace:
         """The trial config of a ``(D,)`` model vector, projected onto the simplex and into the box.
 
         Optimisers meet the simplex constraint only to a tolerance (~1e-6); the Euclidean projection
-        puts the weights on it to float64 precision. Weights below `dense_reward.simplex.NEGLIGIBLE_WEIGHT` become 0, so a
-        trial never pays for a source that barely counts.
+        puts the weights on it to float64 precision (`_weight_dict`).
         """
         x = np.asarray(x, dtype=np.float64)
         if x.shape != (self.dim,):
             raise ValueError(f"expected a model vector of shape ({self.dim},), got {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError(f"model vector has non-finite entries: {x}")
-        weights = drop_negligible(project(x[: self.num_sources]))
-        config: dict[str, Any] = {WEIGHTS_KEY: dict(zip(self.sources, weights.tolist(), strict=True))}
+        config: dict[str, Any] = {WEIGHTS_KEY: self._weight_dict(x[: self.num_sources])}
         for value, (name, spec) in zip(x[self.num_sources :], self.knobs.items(), strict=True):
             low, high = self._box(spec)
             config[name] = self._from_search_scale(spec, min(max(float(value), low), high))
@@ -268,12 +266,14 @@ class SearchSpace:
     # helpers
     # ----------------------------------------------------------------------------------------------
 
+    def _weight_dict(self, vector: np.ndarray) -> dict[str, float]:
+        """Source -> weight of a ``(d,)`` vector: projected onto the simplex, then weights below
+        `dense_reward.simplex.NEGLIGIBLE_WEIGHT` set to 0, so a trial never pays for a source that barely counts."""
+        return dict(zip(self.sources, drop_negligible(project(vector)).tolist(), strict=True))
+
     def _config(self, weights: np.ndarray, knobs: np.ndarray) -> dict[str, Any]:
-        """A trial config from ``(d,)`` weights (projected onto the simplex, negligible ones dropped) and ``(k,)``
-        knob positions in [0, 1]."""
-        config: dict[str, Any] = {
-            WEIGHTS_KEY: dict(zip(self.sources, drop_negligible(project(weights)).tolist(), strict=True))
-        }
+        """A trial config from ``(d,)`` weights (`_weight_dict`) and ``(k,)`` knob positions in [0, 1]."""
+        config: dict[str, Any] = {WEIGHTS_KEY: self._weight_dict(weights)}
         for value, (name, spec) in zip(knobs, self.knobs.items(), strict=True):
             low, high = self._box(spec)
             config[name] = self._from_search_scale(spec, low + float(value) * (high - low))
