@@ -233,7 +233,8 @@ def recommend_point(manifest: SweepManifest, rows: list[TrialRow]) -> Recommende
 
 
 def write_csv(results: SweepResults, path: Path) -> Path:
-    """One line per trial: id, status, epoch, val_reward (+ sem), best (+ sem), weights, knobs, checkpoint, role."""
+    """One line per trial: id, status, epoch, val_reward (+ sem), best (+ sem), the last gold_reward (empty
+    without a gold scorer), weights, knobs, checkpoint, role."""
     knob_names = sorted({k for row in results.trials for k in row.knobs})
     header = [
         "trial_id",
@@ -243,6 +244,7 @@ def write_csv(results: SweepResults, path: Path) -> Path:
         "val_reward_sem",
         "best_val_reward",
         "best_val_reward_sem",
+        "gold_reward",
     ]
     header += ["num_failures", *[f"w_{s}" for s in results.sources], *knob_names, "best_checkpoint", "role"]
     best = results.best
@@ -252,7 +254,7 @@ def write_csv(results: SweepResults, path: Path) -> Path:
         for row in results.trials:
             writer.writerow(
                 [row.trial_id, row.status, row.epoch, row.val_reward, row.val_reward_sem]
-                + [row.best_val_reward, row.best_val_reward_sem, row.num_failures]
+                + [row.best_val_reward, row.best_val_reward_sem, row.metrics.get("gold_reward"), row.num_failures]
                 + [row.weights[s] for s in results.sources]
                 + [row.knobs.get(k) for k in knob_names]
                 + [row.best_checkpoint, role_of(row, results, best)]

@@ -179,6 +179,7 @@ def synthetic_results() -> SweepResults:
     ]
     rows[0].val_reward_sem, rows[0].best_val_reward_sem = 0.01, 0.02
     rows[1].val_reward_sem, rows[1].best_val_reward_sem = 0.3, 0.25
+    rows[1].metrics = {"gold_reward": 0.42}
     # The GP's answer is the steady sparse trial, not the lucky noisy one.
     recommended = Recommended("abc_00000", {"weights": {"sparse": 1.0, "attention": 0.0}}, 0.15, 0.12, 0.18)
     return SweepResults(
@@ -233,6 +234,7 @@ def test_csv_and_plots_are_written(tmp_path: Path) -> None:
     assert rows[1]["val_reward_sem"] == "0.3" and rows[1]["best_val_reward_sem"] == "0.25"
     assert rows[2]["best_val_reward"] == "" and rows[2]["val_reward_sem"] == ""
     assert [r["role"] for r in rows] == ["recommended", "best observed", ""]
+    assert [r["gold_reward"] for r in rows] == ["", "0.42", ""]
     values = [row.best_val_reward for row in results.trials]
     convergence = convergence_plot(
         values, [row.best_val_reward_sem for row in results.trials], "demo", tmp_path / "c.png"

@@ -1,5 +1,5 @@
-"""`dense-reward results RUN [--json]`: the trial table, the best observed trial, the recommended weights
-and the confirmation phase."""
+"""`dense-reward results RUN [--json]`: the trial table, the best observed trial, the recommended weights,
+the confirmation phase and both against the sparse-only trial."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tune_jobs.confirm import load_confirmation
-    from tune_jobs.console import console, print_summary
+    from tune_jobs.console import console, print_comparison, print_summary
     from tune_jobs.results import load_results
     from tune_jobs.rundir import resolve_run
 
@@ -25,5 +25,7 @@ def run(args: argparse.Namespace) -> int:
         summary = {**results.to_dict(), "confirmation": confirmation.to_dict() if confirmation else None}
         print(json.dumps(summary, indent=2))
         return 0
-    print_summary(console(), results, manifest, confirmation)
+    out = console()
+    if print_summary(out, results, manifest, confirmation):
+        print_comparison(out, results)
     return 0
