@@ -206,7 +206,9 @@ def response_logits(
     return logits, hidden
 
 
-def critic_values(critic, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor) -> torch.Tensor:
+def critic_values(
+    critic, query_ids: torch.Tensor, query_mask: torch.Tensor, response_ids: torch.Tensor
+) -> torch.Tensor:
     """A critic's values `(B, Tr)` at the positions that predict each response token (as `response_logits`)."""
     values = critic(**sequence_inputs(query_ids, query_mask, response_ids[:, :-1]))  # (B, Tq + Tr - 1)
     return values[:, -response_ids.shape[1] :]
@@ -239,10 +241,16 @@ def score_tokens(
     size = rollout.query_ids.shape[0]
     chunk_size = chunk_size or size
     policy_forward = (
-        rollout.logprobs is None or rollout.entropy is None or (value_head is not None and rollout.values is None)
+        rollout.logprobs is None
+        or rollout.entropy is None
+        or (value_head is not None and rollout.values is None)
     )
     values_here = value_head is None or policy_forward
-    names = ["ref_logprobs"] + (["values"] if values_here else []) + (["logprobs", "entropy"] if policy_forward else [])
+    names = (
+        ["ref_logprobs"]
+        + (["values"] if values_here else [])
+        + (["logprobs", "entropy"] if policy_forward else [])
+    )
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     for start in range(0, size, chunk_size):
         rows = slice(start, start + chunk_size)
