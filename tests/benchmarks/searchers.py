@@ -326,7 +326,9 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
         f"BoTorch is worse than some other searcher in {len(worse)} cells and better than every other searcher "
         f"in {better_than_all}; the last column gives, against the other searcher with the lowest median, "
         f"p(BoTorch better) / p(BoTorch worse). Run: `{meta['command']}` ({meta['minutes']:.1f} min on "
-        f"{meta['cpus']} CPUs, load average at start {meta['load_at_start']}).",
+        f"{meta['cpus']} CPUs, load average at start {meta['load_at_start']}; this host's reference loop "
+        f"of small torch ops took {meta['host_loop_seconds']:.2f} s, a yardstick for comparing timings "
+        "across runs).",
         "",
         "| shape | noise | d | conc. | " + " | ".join(SEARCHERS) + " | lowest median | BoTorch vs next best |",
         "|---|---|---|---|" + "---|" * len(SEARCHERS) + "---|---|",
@@ -363,6 +365,24 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
         f"and p95 {meta['botorch_gp_suggestion_wall_p95_in_sweeps']:.2f} s (wall clock, two sweeps in parallel).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def host_loop_seconds() -> float:
+    """Seconds of 20,000 small torch ops on one thread (best of 3), the kind a GP suggestion is made of.
+
+    Shared hosts differ several-fold from day to day; the latency above is read against it.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    x = torch.randn(64, 8, dtype=torch.float64)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(5_000):
+            (x * 0.5 + 1.0).exp().sum()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def search_code_hash() -> str:
@@ -423,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     load_at_start = round(os.getloadavg()[0], 1)
+    loop_seconds = host_loop_seconds()
     started = time.time()
     # Seed-major order: if the run is cut short, every searcher and cell has the same seeds done.
     tasks = [(name, *cell, seed) for seed in range(args.seeds) for cell in cells() for name in SEARCHERS]
@@ -453,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "minutes": (time.time() - started) / 60,
         "cpus": os.cpu_count(),
         "load_at_start": load_at_start,
+        "host_loop_seconds": loop_seconds,
         "python": platform.python_version(),
         "botorch_gp_suggestion_wall_p50_in_sweeps": float(np.percentile(botorch_times, 50))
         if botorch_times

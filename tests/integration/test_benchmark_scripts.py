@@ -185,6 +185,16 @@ def test_searchers_benchmark_runs_one_short_sweep_per_searcher() -> None:
     row = next(r for r in searchers.summarise(runs) if (r["shape"], r["noise"], r["d"], r["concurrency"]) == cell)
     assert {name: row[name]["runs"] for name in searchers.SEARCHERS} == dict.fromkeys(searchers.SEARCHERS, 1)
     assert row["lowest"] in searchers.SEARCHERS
+    yardstick = searchers.host_loop_seconds()
+    assert yardstick > 0
+    meta = {
+        "trials": 7, "n_init": 5, "seeds": 1, "command": "python tests/benchmarks/searchers.py",
+        "minutes": 0.5, "cpus": 2, "load_at_start": 0.0, "host_loop_seconds": yardstick,
+        "botorch_gp_suggestion_wall_p50_in_sweeps": 0.1, "botorch_gp_suggestion_wall_p95_in_sweeps": 0.2,
+    }
+    report = searchers.markdown(searchers.summarise(runs), [], meta)
+    assert f"of small torch ops took {yardstick:.2f} s" in report
+    assert "| corner | hetero. | 4 | 4 |" in report
 
 
 @pytest.mark.timeout(300)
