@@ -20,7 +20,7 @@ JSON beside it. Every searcher is driven directly through the Ray ``Searcher`` A
 Then the BoTorch suggestion latency is timed with 50 completed observations (wall clock and process
 CPU time).
 
-Run by hand (about 25 minutes on 2 CPU cores):
+Run by hand (17 to 71 minutes on 2 CPU cores so far, with the host's speed):
 
     .venv/bin/python tests/benchmarks/searchers.py
 
@@ -370,7 +370,7 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
 def host_loop_seconds() -> float:
     """Seconds of 20,000 small torch ops on one thread (best of 3), the kind a GP suggestion is made of.
 
-    Shared hosts differ several-fold from day to day; the latency above is read against it.
+    Shared hosts differ several-fold from day to day; the report prints it beside the latency table.
     """
     import torch
 
