@@ -371,17 +371,21 @@ def host_loop_seconds() -> float:
     """Seconds of 20,000 small torch ops on one thread (best of 3), the kind a GP suggestion is made of.
 
     Shared hosts differ several-fold from day to day; the report prints it beside the latency table.
+    Runs as GP work does (:func:`tune_jobs.search.gp.bounded_torch`), so the caller's torch threads and RNG
+    are left as they were.
     """
     import torch
 
-    torch.set_num_threads(1)
-    x = torch.randn(64, 8, dtype=torch.float64)
+    from tune_jobs.search.gp import bounded_torch
+
     best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(5_000):
-            (x * 0.5 + 1.0).exp().sum()
-        best = min(best, time.perf_counter() - start)
+    with bounded_torch(threads=1, seed=0):
+        x = torch.randn(64, 8, dtype=torch.float64)
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(5_000):
+                (x * 0.5 + 1.0).exp().sum()
+            best = min(best, time.perf_counter() - start)
     return best
 
 
