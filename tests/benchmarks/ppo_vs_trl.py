@@ -95,6 +95,14 @@ class PeakMemory:
         self.peak = max(self.peak, rss_mb())
 
 
+def cpu_model() -> str:
+    """The CPU's model name (the host behind a developer machine changes, and ratios move with it)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def clock() -> tuple[float, float]:
     """(wall-clock seconds, CPU seconds of this process) now."""
     return time.perf_counter(), time.process_time()
@@ -356,7 +364,8 @@ def markdown(report: dict) -> str:
         f"response length {spec['response_length']}, {spec['ppo_epochs']} PPO epochs, "
         f"{spec['num_mini_batches']} minibatch(es), {spec['steps']} steps (first one untimed), sparse reward; "
         f"median of {spec['repeats']} interleaved runs per side; 1-minute load average "
-        f"{spec['load_average_at_start']:.1f} on {os.cpu_count()} cores when the runs started. "
+        f"{spec['load_average_at_start']:.1f} on {os.cpu_count()} cores ({spec.get('cpu_model', 'CPU not recorded')}) "
+        "when the runs started. "
         "`trl-nogc` is trl with the two `gc.collect()` calls its trainer makes per step turned into no-ops "
         "(its module's `gc` name replaced, in that worker only).",
         "",
@@ -470,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"setup": {k: v for k, v in spec.items() if k not in ("prompts", "model_path")}}
     report["setup"]["repeats"] = args.repeats
     report["setup"]["load_average_at_start"] = load_average
+    report["setup"]["cpu_model"] = cpu_model()
     report["sides"] = list(args.sides)
     for side, results in runs.items():
         report[side] = {key: statistics.median(r[key] for r in results) for key in FIGURES}
