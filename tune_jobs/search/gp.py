@@ -40,12 +40,23 @@ def bounded_torch(threads: int, seed: int) -> Iterator[None]:
 
     The driver shares its cores with trials; the restored thread count and RNG leave the rest of
     the process as it was. Ill-conditioning and iteration-limit warnings, expected on tiny noisy
-    data sets, are silenced inside.
+    data sets, are silenced inside. gpytorch's and linear_operator's ``debug`` checks of their
+    arguments are off inside: the data come from the search space, not from a user, and the checks
+    were a fifth of a suggestion's time (thousands of small operator constructions per SLSQP run)
+    for the same candidates.
     """
+    import gpytorch
+    import linear_operator
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        with (
+            torch.random.fork_rng(devices=[]),
+            warnings.catch_warnings(),
+            gpytorch.settings.debug(False),
+            linear_operator.settings.debug(False),
+        ):
             warnings.filterwarnings("ignore", module=r"(botorch|gpytorch|linear_operator)\.")
             torch.manual_seed(seed)
             yield

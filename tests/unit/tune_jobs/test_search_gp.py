@@ -46,6 +46,23 @@ def test_sobol_skip_continues_the_sequence() -> None:
     assert not np.allclose(gp.sobol_unit(4, 5, seed=4), whole)
 
 
+def test_bounded_torch_restores_threads_rng_and_gp_argument_checks() -> None:
+    import gpytorch
+    import linear_operator
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    with gp.bounded_torch(1, seed=0):
+        assert torch.get_num_threads() == 1
+        assert not gpytorch.settings.debug.on() and not linear_operator.settings.debug.on()
+        torch.rand(10)  # draws from the private RNG only
+    assert gpytorch.settings.debug.on() and linear_operator.settings.debug.on()
+    assert torch.get_num_threads() == threads
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
 def test_fit_gp_learns_the_bump_and_restarts_from_hyperparameters(space: SearchSpace) -> None:
     x, y = observed(space, 16)
     with gp.bounded_torch(1, 0):
