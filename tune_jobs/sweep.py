@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,20 +81,53 @@ def init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # A private local Ray runs without its dashboard (about 0.7 GB of processes); trials are watched in MLflow.
     private = {"include_dashboard": False} if address is None else {}
+    worker_env = {}
     if address is None:
-        # The private Ray's workers inherit this environment. glibc gives each thread that allocates an
-        # arena of its own (up to 8 per core), and a trial runs in a thread and explains responses in up to
-        # 64 more, each leaving freed memory resident in its arena; two arenas cut the peak of a shortened demo
-        # trial run in a thread from 3124 to 2876 MiB (tests/benchmarks/trial_memory.py measures the sweep).
-        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        # The private Ray's processes, the trial workers among them, start with this environment.
+        worker_env = private_worker_env(os.environ)
         # Some of a private Ray's processes outlive a killed driver; the reaper ends them.
         from tune_jobs.reaper import start_reaper
 
         start_reaper()
+    saved = {key: os.environ.get(key) for key in worker_env}
+    os.environ.update(worker_env)
     try:
         ray.init(address=address or "local", log_to_driver=False, configure_logging=False, **private)
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise UserError(f"--address: cannot start or reach Ray at {address or 'local'!r}: {error}") from None
+    finally:
+        # The driver's own later subprocesses keep the environment they would have had.
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+JEMALLOC_CONF = "oversize_threshold:0,background_thread:true"
+"""jemalloc settings of a private Ray's workers: no separate arena that purges every allocation over 8 MiB at
+once (a trial's logits and activations are that large, and refaulting them made a trial about 8 % slower), and
+a background thread that hands freed pages back to the system instead of the allocating thread."""
+
+
+def private_worker_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The allocator settings a private local Ray starts its processes with; what ``environ`` sets is kept.
+
+    glibc keeps freed memory resident in per-thread arenas, and a trial runs in a thread of a worker that
+    Ray reuses for the next trial (and explains responses in more threads): the second trial of a worker
+    then peaked 1.11-1.20x above the same trial in a plain process. Ray ships jemalloc
+    (``ray/core/libjemalloc.so``, which its own ``RAY_JEMALLOC_LIB_PATH`` preloads into its daemons); preloaded
+    into the workers, two shortened demo trials peaked 1584 / 1829 MiB against 1921 / 2156 MiB with glibc
+    (tests/benchmarks/trial_memory.py). Where the library is missing, glibc is kept with two arenas (the peak
+    of a shortened demo trial run in a thread fell from 3124 to 2876 MiB with them).
+    """
+    import ray
+
+    env = {"MALLOC_ARENA_MAX": "2"}
+    jemalloc = Path(ray.__file__).parent / "core" / "libjemalloc.so"
+    if jemalloc.is_file() and not environ.get("LD_PRELOAD"):
+        env.update(LD_PRELOAD=str(jemalloc), MALLOC_CONF=JEMALLOC_CONF)
+    return {key: value for key, value in env.items() if key not in environ}
 
 
 # --------------------------------------------------------------------------------------------------

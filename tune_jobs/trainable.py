@@ -234,12 +234,18 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def release_memory() -> None:
-    """Collect garbage and hand freed heap memory back to the system (glibc's ``malloc_trim``).
+JEMALLOC_ARENAS_ALL = 4096
+"""``MALLCTL_ARENAS_ALL`` of jemalloc 5: ``arena.<i>.purge`` with this index purges every arena."""
 
-    A Ray trial runs in a thread of its worker, whose allocations glibc serves from a separate arena that
-    keeps freed memory resident; a reused worker would start its next trial with the last one's memory
-    still counted. No-op for the trim where the C library is not glibc.
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap memory back to the system.
+
+    A Ray trial runs in a thread of its worker, and a reused worker would start its next trial with the
+    last one's freed memory still resident and counted. glibc's ``malloc_trim`` trims its arenas; where
+    jemalloc is preloaded (a private Ray's workers, :func:`tune_jobs.sweep.private_worker_env`), its
+    ``arena.<all>.purge`` returns the unused pages of every arena. Each step is skipped where the C
+    library lacks it.
     """
     import ctypes
     import ctypes.util
@@ -251,6 +257,11 @@ def release_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
+    try:
+        mallctl = ctypes.CDLL(None).mallctl  # found only where jemalloc is loaded
+    except (OSError, AttributeError):
+        return
+    mallctl(f"arena.{JEMALLOC_ARENAS_ALL}.purge".encode(), None, None, None, ctypes.c_size_t(0))
 
 
 def draws_heatmaps(config, epoch: int) -> bool:

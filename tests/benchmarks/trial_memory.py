@@ -7,7 +7,8 @@ then ABC).
 
 - plain: each trial in a fresh Python process through `dense_reward.run.Run`, the same loop as the service's
   trial (train the epoch, evaluate, save a checkpoint, draw the heatmaps); the figure is the process's peak
-  resident memory (`VmHWM`).
+  resident memory (`VmHWM`). Each trial runs twice: with glibc's allocator, and with the private Ray's
+  workers' allocator settings (jemalloc, where Ray ships it: `tune_jobs.sweep.private_worker_env`).
 - ray: `dense-reward sweep` on a private local Ray with the same two trials one after the other, so Ray
   reuses one worker process for both (`reuse_actors`, as in every sweep). Figures: the `peak_rss_mb` each
   trial reports (and logs to MLflow), and the worker's own peak over both trials, read from
@@ -91,6 +92,20 @@ def run_plain(config_path: Path, weights: dict[str, float]) -> dict:
     }
 
 
+def plain_allocators() -> dict[str, dict[str, str]]:
+    """The environments of the plain trials: the C library's allocator (glibc), and the private Ray's
+    workers' allocator settings (:func:`tune_jobs.sweep.private_worker_env`) where those preload jemalloc."""
+    from tune_jobs.sweep import private_worker_env
+
+    variants = {"glibc": {}}
+    if os.environ.get("LD_PRELOAD"):
+        return variants
+    worker_env = private_worker_env({})
+    if "LD_PRELOAD" in worker_env:
+        variants["jemalloc"] = worker_env
+    return variants
+
+
 # --------------------------------------------------------------------------------------------------
 # Ray: the service's sweep, with the workers' memory watched from outside
 # --------------------------------------------------------------------------------------------------
@@ -144,6 +159,8 @@ class RayWorkerWatch:
                 continue
             peak = max(vm_kib(status, "VmHWM"), vm_kib(status, "VmRSS")) / 1024
             record = self.peaks.setdefault(int(entry.name), {"name": name, "peak_rss_mb": 0.0})
+            if "allocator" not in record:
+                record["allocator"] = allocator_of(entry)
             record["name"] = name
             record["peak_rss_mb"] = max(record["peak_rss_mb"], peak)
 
@@ -159,6 +176,14 @@ class RayWorkerWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def allocator_of(process: Path) -> str:
+    """``jemalloc`` where the process at ``/proc/<pid>`` has it loaded, else ``glibc``."""
+    try:
+        return "jemalloc" if "libjemalloc" in (process / "maps").read_text() else "glibc"
+    except OSError:
+        return "unknown"
 
 
 def run_ray(config_path: Path, run_dir: Path) -> dict:
@@ -206,21 +231,27 @@ def markdown(report: dict) -> str:
         f"`{report['config_source']}` cut to 1 epoch x 2 PPO steps, two trials (sparse-only, then ABC); "
         f"{os.cpu_count()} cores, 1-minute load average {report['load_average_at_start']:.1f} at the start.",
         "",
-        "| trial | weights | plain process peak RSS (MiB) | Ray trial `peak_rss_mb` (MiB) | Ray / plain |",
-        "|---|---|---:|---:|---:|",
+        "| trial | weights | plain process, allocator | plain peak RSS (MiB) | Ray trial `peak_rss_mb` (MiB) "
+        "| Ray / plain |",
+        "|---|---|---|---:|---:|---:|",
     ]
-    for index, plain in enumerate(report["plain"]):
+    trials = []  # weights in the order first run
+    for plain in report["plain"]:
+        if plain["weights"] not in trials:
+            trials.append(plain["weights"])
         ray_trial = matching_trial(report["ray"]["trials"], plain["weights"])
         weights = ", ".join(f"{k} {v:g}" for k, v in plain["weights"].items() if v)
         lines.append(
-            f"| {index + 1} | {weights} | {plain['peak_rss_mb']:.0f} | {ray_trial['peak_rss_mb']:.0f} | "
+            f"| {trials.index(plain['weights']) + 1} | {weights} | {plain.get('allocator', 'glibc')} | "
+            f"{plain['peak_rss_mb']:.0f} | {ray_trial['peak_rss_mb']:.0f} | "
             f"{ray_trial['peak_rss_mb'] / plain['peak_rss_mb']:.2f} |"
         )
     worker = report["ray"]["largest_ray_processes"][0]
     lines += [
         "",
         f"Largest Ray process over the whole sweep (the trial worker, reused for both trials): "
-        f"`{worker['name']}`, **{worker['peak_rss_mb']:.0f} MiB** peak.",
+        f"`{worker['name']}`, allocator {worker.get('allocator', 'unknown')}, "
+        f"**{worker['peak_rss_mb']:.0f} MiB** peak.",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -252,16 +283,22 @@ def main(argv: list[str] | None = None) -> int:
         config_path.write_text(yaml.safe_dump(config))
         plain = []
         for index, weights in enumerate(config["search"]["points_to_evaluate"]):
-            out = Path(scratch) / f"plain-{index}.json"
-            command = [
-                sys.executable, __file__, "--worker-config", str(config_path),
-                "--worker-weights", json.dumps(weights), "--worker-out", str(out),
-            ]  # fmt: skip
-            completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-            if completed.returncode != 0:
-                raise RuntimeError(f"plain trial failed:\n{completed.stderr[-4000:]}")
-            plain.append(json.loads(out.read_text()))
-            print(f"plain trial {index + 1}: peak RSS {plain[-1]['peak_rss_mb']:.0f} MiB", flush=True)
+            for allocator, env in plain_allocators().items():
+                out = Path(scratch) / f"plain-{index}-{allocator}.json"
+                command = [
+                    sys.executable, __file__, "--worker-config", str(config_path),
+                    "--worker-weights", json.dumps(weights), "--worker-out", str(out),
+                ]  # fmt: skip
+                completed = subprocess.run(
+                    command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}
+                )
+                if completed.returncode != 0:
+                    raise RuntimeError(f"plain trial failed:\n{completed.stderr[-4000:]}")
+                plain.append({**json.loads(out.read_text()), "allocator": allocator})
+                print(
+                    f"plain trial {index + 1} ({allocator}): peak RSS {plain[-1]['peak_rss_mb']:.0f} MiB",
+                    flush=True,
+                )
         ray_side = run_ray(config_path, Path(scratch) / "run")
         for trial in ray_side["trials"]:
             print(f"ray {trial['trial']}: peak_rss_mb {trial['peak_rss_mb']:.0f}", flush=True)

@@ -290,12 +290,17 @@ def test_trial_memory_smoke_measures_both_sides_per_trial(tmp_path: Path) -> Non
     trial_memory = load_script("trial_memory")
     assert trial_memory.main(["--smoke", "--out-dir", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "trial_memory.json").read_text())
-    assert [plain["weights"] for plain in report["plain"]] == report["config"]["search"]["points_to_evaluate"]
+    # Each point runs in a plain process with glibc, then with the private Ray's allocator (Ray ships jemalloc).
+    points = report["config"]["search"]["points_to_evaluate"]
+    assert [(plain["weights"], plain["allocator"]) for plain in report["plain"]] == [
+        (weights, allocator) for weights in points for allocator in ("glibc", "jemalloc")
+    ]
     for plain in report["plain"]:
         ray_trial = trial_memory.matching_trial(report["ray"]["trials"], plain["weights"])
         assert 100 < plain["peak_rss_mb"] < 100_000 and 100 < ray_trial["peak_rss_mb"] < 100_000
     worker = report["ray"]["largest_ray_processes"][0]
     assert worker["name"].startswith("ray::") and worker["peak_rss_mb"] > 100
+    assert worker["allocator"] == "jemalloc"
     assert "| 2 |" in (tmp_path / "trial_memory.md").read_text()
 
 
