@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from dense_reward.errors import UserError
+from dense_reward.errors import ConfigWarning, UserError
 from dense_reward.simplex import check_sources, check_weights
 
 SWEEP_SECTIONS = ("search", "tracking", "resources")
@@ -319,7 +319,7 @@ class Config(StrictSection):
         if "shap" in self.shaping.sources:
             message = shap_budget_warning(self.shaping.shap.max_evals, self.ppo.max_new_tokens)
             if message is not None:
-                warnings.warn(message, UserWarning, stacklevel=2)
+                warnings.warn(message, ConfigWarning, stacklevel=2)
         return self
 
     def with_overrides(self, overrides: dict[str, Any]) -> Self:

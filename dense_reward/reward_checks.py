@@ -12,6 +12,7 @@ import warnings
 import torch
 
 from dense_reward.config import RewardModelSpec
+from dense_reward.errors import ConfigWarning
 
 UNLIMITED_LENGTH = 10**7
 """Tokenizers without a length limit report a huge ``model_max_length`` (about 1e30); anything above this is none."""
@@ -45,7 +46,7 @@ def capped_max_length(model: torch.nn.Module, tokenizer, spec: RewardModelSpec) 
     warnings.warn(
         f"models.reward.max_length={spec.max_length} is above the {limit} positions {spec.path!r} takes; "
         f"RM inputs are cut to {limit} tokens",
-        UserWarning,
+        ConfigWarning,
         stacklevel=3,
     )
     return limit

@@ -2,7 +2,8 @@
 
 Each subcommand lives in `tune_jobs/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`; this file only builds the parser, imports the chosen command lazily (so
-`--help` stays fast) and turns a `UserError` into one line on stderr and exit status 2.
+`--help` stays fast) and turns a `UserError` into one line on stderr and exit status 2, and a
+`ConfigWarning` into one line on stderr.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from dense_reward.errors import UserError
+from dense_reward.errors import ConfigWarning, UserError
 
 COMMANDS: dict[str, str] = {
     "sweep": "run a BO sweep of reward-shaping weights (local Ray by default)",
@@ -39,11 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_config_warnings(command: str) -> None:
+    """Print each `ConfigWarning` as ``dense-reward COMMAND: warning: MESSAGE`` (no library source line);
+    other warnings keep Python's format."""
+    default = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, ConfigWarning):
+            return f"dense-reward {command}: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     # Parse the command name first, then let that command add its own arguments.
     known, _ = parser.parse_known_args(argv)
+    one_line_config_warnings(known.command)
     module = importlib.import_module(known._module)
     sub = argparse.ArgumentParser(prog=f"dense-reward {known.command}", description=COMMANDS[known.command])
     module.add_arguments(sub)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from dense_reward.config import PPOConfig
+from dense_reward.errors import ConfigWarning
 from dense_reward.models import is_peft_model
 from dense_reward.ppo import checkpoint
 from dense_reward.ppo.activations import fuse_gelu
@@ -147,6 +148,7 @@ class PPOTrainer:
             warnings.warn(
                 f"ppo.lr_schedule={self.args.lr_schedule!r} needs a length: pass total_steps or set "
                 "ppo.steps_per_epoch; the learning rate stays constant after warm-up",
+                ConfigWarning,
                 stacklevel=2,
             )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)

@@ -123,6 +123,22 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_cli_prints_a_config_warning_as_one_line_naming_the_field(tmp_path: Path) -> None:
+    data = _tiny_dict()
+    data["shaping"]["sources"] = ["sparse", "shap"]
+    data["shaping"]["shap"] = {"max_evals": 8}
+    data["ppo"]["max_new_tokens"] = 16
+    config = tmp_path / "coarse.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = _cli("config", "validate", str(config))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "max_evals" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith("dense-reward config: warning: shaping.shap.max_evals=8 is far below the ~256")
+    # Only the message: not the library line that raised it.
+    assert "pydantic" not in result.stderr and "validate_python" not in result.stderr
+
+
 def test_cli_config_validate_ok_and_errors(tmp_path: Path) -> None:
     ok = _cli("config", "validate", "tune_jobs/configs/tiny.yaml")
     assert ok.returncode == 0, ok.stderr
