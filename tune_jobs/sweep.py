@@ -30,6 +30,7 @@ from dense_reward.errors import UserError
 from tune_jobs import tracking
 from tune_jobs.config import METRIC, MODE, SweepConfig
 from tune_jobs.confirm import Confirmation, check_config, run_confirmation
+from tune_jobs.environment import environment
 from tune_jobs.plots import convergence_plot, weights_plot
 from tune_jobs.results import SweepResults, load_results, write_csv
 from tune_jobs.rundir import (
@@ -89,19 +90,12 @@ def init_ray(address: str | None) -> None:
         from tune_jobs.reaper import start_reaper
 
         start_reaper()
-    saved = {key: os.environ.get(key) for key in worker_env}
-    os.environ.update(worker_env)
-    try:
-        ray.init(address=address or "local", log_to_driver=False, configure_logging=False, **private)
-    except (ConnectionError, ValueError, RuntimeError) as error:
-        raise UserError(f"--address: cannot start or reach Ray at {address or 'local'!r}: {error}") from None
-    finally:
-        # The driver's own later subprocesses keep the environment they would have had.
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # Set only while Ray starts: the driver's own later subprocesses keep the environment they would have had.
+    with environment(worker_env):
+        try:
+            ray.init(address=address or "local", log_to_driver=False, configure_logging=False, **private)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise UserError(f"--address: cannot start or reach Ray at {address or 'local'!r}: {error}") from None
 
 
 JEMALLOC_CONF = "oversize_threshold:0,background_thread:true"

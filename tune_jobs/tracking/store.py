@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from dense_reward.errors import UserError
+from tune_jobs.environment import environment
 
 # MLflow announces at INFO that it creates and migrates a new sqlite store's tables; it is routine.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -102,17 +103,8 @@ def _short(error: BaseException) -> str:
 @contextmanager
 def _quick_http() -> Iterator[None]:
     """Fail fast on an unreachable server: no retries, a short timeout (restored afterwards)."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
-    try:
+    with environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _probe_server(uri: str) -> None:
