@@ -259,7 +259,7 @@ def release_memory() -> None:
         pass
     try:
         mallctl = ctypes.CDLL(None).mallctl  # found only where jemalloc is loaded
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return
     mallctl(f"arena.{JEMALLOC_ARENAS_ALL}.purge".encode(), None, None, None, ctypes.c_size_t(0))
 
