@@ -212,8 +212,10 @@ def test_submitted_sweep_runs_trials_on_both_nodes_and_logs_to_the_mlflow_server
         "submit", str(TINY_CONFIG), "--address", cluster.jobs_url, "--wait", "--name", "cluster-smoke",
         "--set", "search.trials=2",
         "--set", "search.max_concurrent=2",
-        # Small trials: this test is about placement and tracking, not about the sources' cost.
-        "--set", "ppo.epochs=1",
+        # Small trials: this test is about placement and tracking, not about the sources' cost. Three epochs
+        # keep the first trial running while the second one's worker starts on the other node (with one
+        # epoch, on a loaded machine, the first trial once ended first and Ray reused its worker instead).
+        "--set", "ppo.epochs=3",
         "--set", "shaping.sources=[sparse, attention]",
         # One slot per node and one per trial: the two concurrent trials cannot share a node.
         "--set", "resources.custom_per_trial={trial_slot: 1}",
