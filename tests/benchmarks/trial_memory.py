@@ -97,13 +97,8 @@ def plain_allocators() -> dict[str, dict[str, str]]:
     workers' allocator settings (:func:`tune_jobs.sweep.private_worker_env`) where those preload jemalloc."""
     from tune_jobs.sweep import private_worker_env
 
-    variants = {"glibc": {}}
-    if os.environ.get("LD_PRELOAD"):
-        return variants
-    worker_env = private_worker_env({})
-    if "LD_PRELOAD" in worker_env:
-        variants["jemalloc"] = worker_env
-    return variants
+    worker_env = private_worker_env(os.environ)
+    return {"glibc": {}, **({"jemalloc": worker_env} if "LD_PRELOAD" in worker_env else {})}
 
 
 # --------------------------------------------------------------------------------------------------

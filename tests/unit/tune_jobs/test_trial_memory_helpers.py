@@ -52,7 +52,7 @@ def test_private_worker_env_preloads_rays_jemalloc_and_keeps_what_the_user_set()
 
 
 JEMALLOC_PURGE_CHECK = """
-import ctypes, os, sys
+import ctypes, os
 from pathlib import Path
 import numpy as np
 from tune_jobs.trainable import release_memory
