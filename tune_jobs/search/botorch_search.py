@@ -49,7 +49,9 @@ class BoTorchSearcher(HistorySearcher):
         max_epochs: A trial's full budget in epochs (``None``: no early stopping).
         n_init: Quasi-random suggestions (start points included) before the GP takes over.
         min_observations: Completed trials the GP needs; fewer -> keep drawing Sobol points.
-        num_restarts: Restarts of the acquisition optimiser.
+        num_restarts: Restarts of the acquisition optimiser: the raw sample of highest
+            acquisition value and Boltzmann draws on the others. Two found regrets as low as four
+            did in the ``searchers`` benchmark, at about half the suggestion time.
         raw_samples: Sobol points scored (with jitter around the best points) to pick the restarts.
         mc_samples: Quasi-MC samples of the acquisition function.
         maxiter: SLSQP iterations per acquisition optimisation.
@@ -69,7 +71,7 @@ class BoTorchSearcher(HistorySearcher):
         max_epochs: int | None = None,
         n_init: int = 5,
         min_observations: int = 2,
-        num_restarts: int = 4,
+        num_restarts: int = 2,
         raw_samples: int = 256,
         mc_samples: int = 64,
         maxiter: int = 50,
