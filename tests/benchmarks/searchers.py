@@ -20,7 +20,7 @@ JSON beside it. Every searcher is driven directly through the Ray ``Searcher`` A
 Then the BoTorch suggestion latency is timed with 50 completed observations (wall clock and process
 CPU time).
 
-Run by hand (17 to 71 minutes on 2 CPU cores so far, with the host's speed):
+Run by hand (17 to 104 minutes on 2 CPU cores so far, with the host's speed and ``--seeds``):
 
     .venv/bin/python tests/benchmarks/searchers.py
 
