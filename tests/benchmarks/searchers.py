@@ -24,9 +24,9 @@ Run by hand (17 to 104 minutes on 2 CPU cores so far, with the host's speed and 
 
     .venv/bin/python tests/benchmarks/searchers.py
 
-Writes ``docs/benchmarks/searchers.json`` and ``searchers.md``; every finished sweep is also
-appended to ``searchers.runs.jsonl`` there, so a second run only does what is missing, and
-``--report-only`` reports the seeds finished so far.
+Writes ``docs/benchmarks/searchers.json`` (settings, summary, latency) and ``searchers.md``; every
+finished sweep (its regrets and suggestion times) is appended to ``searchers.runs.jsonl`` there, so
+a second run only does what is missing, and ``--report-only`` reports the seeds finished so far.
 """
 
 from __future__ import annotations
@@ -488,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         else 0.0,
     }
     (args.out / "searchers.json").write_text(
-        json.dumps({"meta": meta, "summary": summary, "latency": latency, "runs": runs}, indent=1)
+        json.dumps(
+            {"meta": meta, "summary": summary, "latency": latency, "runs_file": runs_path.name}, indent=1
+        )
     )
     report = markdown(summary, latency, meta)
     (args.out / "searchers.md").write_text(report)
