@@ -193,8 +193,18 @@ def test_searchers_benchmark_runs_one_short_sweep_per_searcher() -> None:
         "botorch_gp_suggestion_wall_p50_in_sweeps": 0.1, "botorch_gp_suggestion_wall_p95_in_sweeps": 0.2,
     }
     report = searchers.markdown(searchers.summarise(runs), [], meta)
-    assert f"of small torch ops took {yardstick:.2f} s" in report
+    assert f"of small torch ops took {yardstick:.3f} s" in report
     assert "| corner | hetero. | 4 | 4 |" in report
+    # Every timed suggestion is made twice from one state; the tries must agree (else it raises).
+    latency = searchers.botorch_latency(4, suggestions=2, repeats=2)
+    assert latency["repeats"] == 2 and 0 < latency["wall_p50"] <= latency["wall_p95"]
+    assert 0 < latency["first_try_wall_p50"] <= latency["first_try_wall_p95"]
+    meta.update(
+        latency_command="python tests/benchmarks/searchers.py", latency_load_at_start=0.0,
+        latency_host_loop_seconds=yardstick,
+    )
+    report = searchers.markdown(searchers.summarise(runs), [latency], meta)
+    assert f"| 4 | 2 | {latency['wall_p50']:.2f} | {latency['wall_p95']:.2f} |" in report
 
 
 @pytest.mark.timeout(300)
