@@ -198,8 +198,14 @@ class ShapingConfig(StrictSection):
         default_factory=lambda: ["sparse", "attention", "redistribution", "shap", "lime"],
         description="Sources in the mix (the simplex the search runs on).",
     )
-    normalize: Literal["softmax", "l1", "signed"] = Field(default="softmax", description="Per-source normaliser.")
-    tau: float = Field(default=1.0, gt=0.0, description="Softmax temperature.")
+    normalize: Literal["softmax", "scaled-softmax", "l1", "signed"] = Field(
+        default="softmax",
+        description=(
+            "Per-source normaliser: softmax(a / tau) as in the paper; scaled-softmax = softmax(a / (tau * sd(a))), "
+            "tau in units of the credit's own spread over the response; l1 = |a| / sum |a|; signed = a / sum a."
+        ),
+    )
+    tau: float = Field(default=1.0, gt=0.0, description="Softmax temperature (both softmax normalisers).")
     weights: dict[str, float] | None = Field(
         default=None, description="Fixed mixing weights (used outside a sweep, e.g. `explain`, `final`)."
     )

@@ -12,6 +12,7 @@ tokens, score with the RM, explain with every source, shape.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,13 +26,16 @@ from dense_reward.attribution.attention import AttentionExplainer
 from dense_reward.attribution.base import Explainer, ScoredBatch
 from dense_reward.attribution.sparse import last_token_one_hot
 from dense_reward.config import ShapingConfig
-from dense_reward.errors import UserError
+from dense_reward.errors import ConfigWarning, UserError
 from dense_reward.reward_model import RewardModel
 from dense_reward.simplex import check_weights
 
-NORMALIZERS = ("softmax", "l1", "signed")
+NORMALIZERS = ("softmax", "scaled-softmax", "l1", "signed")
 SIGNED_MIN_RATIO = 1e-3
 """`signed` falls back to `sparse` when |sum a| < SIGNED_MIN_RATIO * sum |a| (the scale would explode)."""
+NEAR_EVEN_SPREAD = 0.02
+"""A source whose normalised credit lies this close to an even split (`spread`, mean over a batch) is
+warned about: its weight then acts as an even share of the reward over the tokens, whatever it credits."""
 
 
 class ShapingError(UserError, ValueError):
@@ -47,6 +51,10 @@ def normalize_credit(values: np.ndarray, method: str = "softmax", tau: float = 1
     """Turn one response's credit (T,) into weights (T,) that sum to 1 (empty stays empty).
 
     - ``softmax``: softmax(a / tau), as in Koo et al. (arXiv 2504.16272);
+    - ``scaled-softmax``: softmax(a / (tau * sd(a))), sd over the response's tokens: the same, with tau
+      in units of the credit's own spread, so it sharpens alike on every reward model. Plain ``softmax``
+      at tau = 1 flattens credit that spans a few hundredths (a reward model scoring in [0, 1]) into
+      an almost even split; constant credit gives the even split;
     - ``l1``: |a| / sum |a|;
     - ``signed``: a / sum a (keeps negative credit).
     ``l1`` and ``signed`` fall back to one-hot on the last token when their denominator is ~0.
@@ -58,6 +66,12 @@ def normalize_credit(values: np.ndarray, method: str = "softmax", tau: float = 1
         raise ShapingError(f"shaping.tau: must be > 0, got {tau}")
     if values.size == 0:
         return values
+    if method == "scaled-softmax":
+        sd = values.std()
+        if sd <= np.finfo(np.float64).eps * np.abs(values).max():
+            return np.full(values.size, 1.0 / values.size)
+        tau = tau * sd
+        method = "softmax"
     if method == "softmax":
         z = values / tau
         z = np.exp(z - z.max())
@@ -69,6 +83,12 @@ def normalize_credit(values: np.ndarray, method: str = "softmax", tau: float = 1
     if magnitude == 0 or abs(total) < SIGNED_MIN_RATIO * magnitude:
         return last_token_one_hot(values.size)
     return values / total
+
+
+def spread(unit: np.ndarray) -> float:
+    """Total variation distance of a normalised credit (T,) from the even split: 0 = even, near 1 = one token."""
+    unit = np.asarray(unit, dtype=np.float64).reshape(-1)
+    return float(0.5 * np.abs(unit - 1.0 / unit.size).sum()) if unit.size else 0.0
 
 
 def as_distribution(values: np.ndarray) -> np.ndarray:
@@ -99,7 +119,7 @@ def shape(
         attributions: source name -> one (T_i,) credit array per response.
         weights: source name -> weight, on the simplex; sources with weight 0 may be missing.
         rewards: (B,) sequence-level r.
-        normalize: `softmax`, `l1` or `signed` (applied to every source but the distribution sources).
+        normalize: one of `NORMALIZERS` (applied to every source but the distribution sources).
         tau: softmax temperature.
         distribution_sources: sources whose credit is a distribution already, only renormalised;
             None = those whose explainer says `is_distribution`.
@@ -143,6 +163,21 @@ def shape(
     return dense
 
 
+def source_spreads(
+    attributions: Mapping[str, Sequence[np.ndarray]],
+    sources: Collection[str],
+    normalize: str = "softmax",
+    tau: float = 1.0,
+) -> dict[str, float]:
+    """Mean `spread` over the batch of each of `sources` (non-distribution ones) after `normalize`."""
+    spreads = {}
+    for name in sources:
+        values = [spread(normalize_credit(c, normalize, tau)) for c in attributions[name] if np.size(c) > 1]
+        if values:
+            spreads[name] = float(np.mean(values))
+    return spreads
+
+
 # --------------------------------------------------------------------------------------------------
 # the reward function PPO calls
 # --------------------------------------------------------------------------------------------------
@@ -164,6 +199,9 @@ class RewardOutput:
     """Seconds: ``scoring_seconds``, ``attribution_seconds`` and ``<source>_seconds`` per source.
 
     `attention` credit is read off the scoring forward, so its time is part of ``scoring_seconds``."""
+    spreads: dict[str, float] = field(default_factory=dict)
+    """Per weighted source that goes through the normaliser: how far its normalised credit lies from an
+    even split over the tokens (`spread`, mean over the batch)."""
 
 
 def resolve_weights(
@@ -223,6 +261,7 @@ class DenseReward:
         self.distribution_sources = frozenset(
             name for name in sources if EXPLAINERS[name].is_distribution
         )
+        self._warned: set[str] = set()
 
     def __call__(self, prompts: Sequence[str], response_token_ids: Sequence[Sequence[int]]) -> RewardOutput:
         """Score and shape a batch.
@@ -267,7 +306,38 @@ class DenseReward:
             timings[f"{name}_seconds"] = time.perf_counter() - started
         timings["attribution_seconds"] = time.perf_counter() - attribution_started
         dense = shape(attributions, self.weights, scores, self.normalize, self.tau, self.distribution_sources)
-        return RewardOutput(scores=scores, dense=dense, responses=responses, attributions=attributions, timings=timings)
+        normalised = [
+            name for name, w in self.weights.items() if w > 0 and name not in self.distribution_sources
+        ]
+        spreads = source_spreads(attributions, normalised, self.normalize, self.tau)
+        self._warn_even_spread(spreads, attributions)
+        return RewardOutput(
+            scores=scores,
+            dense=dense,
+            responses=responses,
+            attributions=attributions,
+            timings=timings,
+            spreads=spreads,
+        )
+
+    def _warn_even_spread(self, spreads: Mapping[str, float], attributions: Mapping[str, list[np.ndarray]]) -> None:
+        """Warn once per source when plain softmax flattens its credit into an almost even split."""
+        if self.normalize != "softmax":
+            return
+        for name, value in spreads.items():
+            if value >= NEAR_EVEN_SPREAD or name in self._warned:
+                continue
+            self._warned.add(name)
+            span = float(np.mean([np.ptp(c) for c in attributions[name] if np.size(c) > 1]))
+            warnings.warn(
+                f"shaping: {name} credit spans about {span:.3g} per response, and softmax at shaping.tau="
+                f"{self.tau:g} turns it into an almost even split of the reward (total variation {value:.3f} "
+                f"from even; {NEAR_EVEN_SPREAD} or less warns): its weight then spreads the reward evenly "
+                "over the tokens, whatever the source credits. Set shaping.normalize: scaled-softmax (tau "
+                "in units of the credit's own spread) or a smaller shaping.tau",
+                ConfigWarning,
+                stacklevel=3,
+            )
 
 
 def explainer_options(shaping: ShapingConfig, seed: int = 0) -> dict[str, dict[str, Any]]:

@@ -58,7 +58,8 @@ REPORTED = (
     "step_seconds",
 )
 """Per-epoch training metrics every trial reports beside `val_reward`, `val_reward_sem` and `epoch`
-(plus `gold_reward` when a gold scorer is configured)."""
+(plus `gold_reward` when a gold scorer is configured, and `spread_<source>` for each weighted source
+that goes through the normaliser: how far its normalised credit lies from an even split)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def report_finished(checkpoint: tune.Checkpoint, epoch: int) -> None:
 def epoch_metrics(train: Mapping[str, float], evaluation: Mapping[str, Any], epoch: int) -> dict[str, float]:
     """What a trial reports after an epoch: the objective, its standard error, training means, the epoch."""
     metrics = {key: float(train[key]) for key in REPORTED if key in train}
+    metrics.update({key: float(value) for key, value in train.items() if key.startswith("spread_")})
     metrics[METRIC] = float(evaluation["val_reward"])
     metrics["val_reward_sem"] = float(evaluation["val_reward_sem"])
     if evaluation.get("gold_reward") is not None:

@@ -295,6 +295,8 @@ class PPOTrainer:
             "total_reward": float(rewards.sum(dim=1).mean()),
             "kl": float(kl.sum(dim=1).mean()),
             "no_eos_fraction": float(no_eos.float().mean()),
+            # How far each normalised source lies from an even split (0 = even; see `dense_reward.shaping.spread`).
+            **{f"spread_{name}": value for name, value in (getattr(output, "spreads", None) or {}).items()},
         }
         if self.args.whiten_rewards:
             rewards = masked_whiten(rewards, mask, shift_mean=False)

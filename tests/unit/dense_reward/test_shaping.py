@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dense_reward.attribution.align import policy_token_offsets
 from dense_reward.config import RewardModelSpec, ShapingConfig
+from dense_reward.errors import ConfigWarning
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import (
+    NEAR_EVEN_SPREAD,
     NORMALIZERS,
     DenseReward,
     RewardOutput,
     ShapingError,
     normalize_credit,
     shape,
+    spread,
 )
 from dense_reward.simplex import SOURCES, WeightsError, check_weights
 from tests.support.reward_models import AdditiveRewardModel, word_level_tokenizer
@@ -115,6 +120,58 @@ def test_signed_falls_back_to_sparse_when_credit_cancels() -> None:
 def test_softmax_temperature_sharpens() -> None:
     credit = np.array([0.0, 1.0])
     assert normalize_credit(credit, "softmax", 0.1)[1] > normalize_credit(credit, "softmax", 10.0)[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(credit=CREDIT, scale=st.floats(1e-3, 1e3), tau=st.floats(0.2, 5.0))
+def test_scaled_softmax_does_not_depend_on_the_credit_scale(credit: np.ndarray, scale: float, tau: float) -> None:
+    sd = credit.std()
+    assume(sd == 0 or sd > 1e-9 * np.abs(credit).max())  # not at the constant-credit cut-off itself
+    unit = normalize_credit(credit, "scaled-softmax", tau)
+    np.testing.assert_allclose(normalize_credit(credit * scale, "scaled-softmax", tau), unit, atol=1e-9)
+    if sd > 0:
+        np.testing.assert_allclose(unit, normalize_credit(credit, "softmax", tau * sd), atol=1e-12)
+    else:
+        np.testing.assert_allclose(unit, np.full(credit.size, 1 / credit.size))
+    # Order kept: more credit, more weight.
+    order = np.argsort(credit, kind="stable")
+    assert np.all(np.diff(unit[order]) >= -1e-12)
+
+
+def test_scaled_softmax_keeps_small_credit_apart_where_softmax_evens_it_out() -> None:
+    credit = np.array([0.01, -0.02, 0.05, 0.0])  # a [0, 1]-scale reward model's SHAP values
+    assert spread(normalize_credit(credit, "softmax", 1.0)) < NEAR_EVEN_SPREAD
+    assert spread(normalize_credit(credit, "scaled-softmax", 1.0)) > 0.2
+    np.testing.assert_allclose(normalize_credit(np.full(3, 0.7), "scaled-softmax"), np.full(3, 1 / 3))
+
+
+def test_spread_is_zero_for_an_even_split_and_near_one_for_one_token() -> None:
+    assert spread(np.full(4, 0.25)) == 0.0
+    assert spread(np.eye(10)[3]) == pytest.approx(0.9)
+    assert spread(np.zeros(0)) == 0.0
+
+
+def test_softmax_that_evens_out_a_source_warns_once_and_scaled_softmax_does_not(
+    tiny_rm_spec, tiny_policy_spec
+) -> None:
+    reward_model = RewardModel.from_spec(tiny_rm_spec)
+    tokenizer = load_tokenizer(tiny_policy_spec)
+    eos = tokenizer.eos_token_id
+    responses = [tokenizer.encode(" Thanks, that helps a lot!") + [eos], tokenizer.encode(" no way, never") + [eos]]
+    prompts = ["Say thanks.", "Reply."]
+    weights = {"redistribution": 0.5, "sparse": 0.5}
+    flat = ShapingConfig(sources=["sparse", "redistribution"], tau=1e4)
+    reward = DenseReward(reward_model, tokenizer, flat, weights)
+    with pytest.warns(ConfigWarning, match=r"redistribution credit spans about .* softmax at shaping.tau=10000"):
+        out = reward(prompts, responses)
+    assert set(out.spreads) == {"redistribution"} and out.spreads["redistribution"] < NEAR_EVEN_SPREAD
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConfigWarning)
+        reward(prompts, responses)  # once per source
+        shaping = ShapingConfig(sources=["sparse", "redistribution"], normalize="scaled-softmax")
+        scaled = DenseReward(reward_model, tokenizer, shaping, weights)
+        out = scaled(prompts, responses)
+    assert out.spreads["redistribution"] > NEAR_EVEN_SPREAD
 
 
 def test_dense_reward_on_tiny_models(tiny_rm_spec, tiny_policy_spec) -> None:

@@ -255,12 +255,13 @@ def test_set_reward_fn_and_missing_eos_penalty(tiny_config: Config) -> None:
         dense = [np.full(len(ids), 0.25) for ids in response_token_ids]
         return RewardOutput(
             scores=np.array([d.sum() for d in dense]), dense=dense, responses=[""] * len(prompts),
-            timings={"scoring_seconds": 0.5, "attribution_seconds": 1.5},
+            timings={"scoring_seconds": 0.5, "attribution_seconds": 1.5}, spreads={"shap": 0.3},
         )  # fmt: skip
 
     trainer.set_reward_fn(constant)
     metrics = trainer.step(PROMPTS[:4])
     assert metrics["attribution_seconds"] == 1.5 and metrics["scoring_seconds"] == 0.5
+    assert metrics["spread_shap"] == 0.3
     assert metrics["dense_reward"] == pytest.approx(0.25 * metrics["response_length"])
     assert metrics["total_reward"] == pytest.approx(
         metrics["dense_reward"] - 2.0 * metrics["no_eos_fraction"]
