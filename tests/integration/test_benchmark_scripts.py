@@ -363,3 +363,25 @@ def test_demo_step_smoke_times_every_phase_of_each_variant(tmp_path: Path) -> No
         assert min(with_lime["attribution_seconds"]) > 10 * max(sparse_only["attribution_seconds"])
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         demo_step.main(["--config", str(tiny), "--variant", "bad:models.value.head_on_policy"])
+
+
+@pytest.mark.timeout(300)
+def test_credit_spread_benchmark_reports_every_source_and_setting(tmp_path) -> None:
+    spreads = load_script("credit_spread")
+    config = Path(__file__).resolve().parents[2] / "tune_jobs" / "configs" / "tiny.yaml"
+    assert spreads.main(["--config", str(config), "--prompts", "4", "--out-dir", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / "credit_spread.json").read_text())
+    sources = ["sparse", "attention", "redistribution", "shap", "lime"]
+    assert set(result["credit_span"]) == set(sources)
+    assert [(row["normalize"], row["tau"]) for row in result["settings"]] == list(spreads.SETTINGS)
+    for row in result["settings"]:
+        assert set(row["spread"]) == set(sources)
+        assert all(0.0 <= value < 1.0 for value in row["spread"].values())
+        assert len(row["pairwise"]) == len(sources) * (len(sources) - 1) // 2
+    by_setting = {(row["normalize"], row["tau"]): row["spread"] for row in result["settings"]}
+    # Distributions are only renormalised; a smaller tau in credit-sd units sharpens the others.
+    assert by_setting[("softmax", 1.0)]["attention"] == by_setting[("l1", 1.0)]["attention"]
+    for name in ("redistribution", "shap", "lime"):
+        assert by_setting[("scaled-softmax", 0.5)][name] > by_setting[("scaled-softmax", 2.0)][name]
+    report = (tmp_path / "credit_spread.md").read_text()
+    assert "| scaled-softmax | 1 |" in report and "tiny.yaml" in report
