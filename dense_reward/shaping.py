@@ -332,7 +332,7 @@ class DenseReward:
             warnings.warn(
                 f"shaping: {name} credit spans about {span:.3g} per response, and softmax at shaping.tau="
                 f"{self.tau:g} turns it into an almost even split of the reward (total variation {value:.3f} "
-                f"from even; {NEAR_EVEN_SPREAD} or less warns): its weight then spreads the reward evenly "
+                f"from even; below {NEAR_EVEN_SPREAD} warns): its weight then spreads the reward evenly "
                 "over the tokens, whatever the source credits. Set shaping.normalize: scaled-softmax (tau "
                 "in units of the credit's own spread) or a smaller shaping.tau",
                 ConfigWarning,

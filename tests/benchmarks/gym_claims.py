@@ -44,7 +44,7 @@ from dense_reward.builtin.gym.task import gold_token_credit  # noqa: E402
 from dense_reward.config import Config  # noqa: E402
 from dense_reward.ppo.rollout import generate  # noqa: E402
 from dense_reward.run import Run  # noqa: E402
-from dense_reward.shaping import DenseReward  # noqa: E402
+from dense_reward.shaping import NORMALIZERS, DenseReward  # noqa: E402
 from tune_jobs.config import load_sweep_config  # noqa: E402
 
 ROOT = paper_claims.ROOT
@@ -166,7 +166,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Paper claims on the credit gym: sparse vs ABC vs uniform vs given weights",
         "",
         f"`{s['config']}`: {s['steps']} PPO steps x {s['batch_size']} prompts per run, lr {s['learning_rate']}, "
-        f"kl_coef {s['kl_coef']}, seeds {s['seeds']}; greedy evaluation on {s['val_prompts']} validation prompts "
+        f"kl_coef {s['kl_coef']}, normaliser {s.get('normalize', 'softmax')} (tau {s.get('tau', 1.0)}), "
+        f"seeds {s['seeds']}; greedy evaluation on {s['val_prompts']} validation prompts "
         f"every {s['eval_every']} steps. Given weights (`given`): {report['given']}. Paired tests against sparse "
         "on the final gold reward, seed by seed: two-sided paired t-test and Wilcoxon signed-rank.",
     ]
@@ -245,6 +246,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     base = load_sweep_config(args.config).library_config()
+    if args.normalize:
+        base = base.with_overrides({"shaping.normalize": args.normalize})
     given = paper_claims.parse_weights(args.best_weights) if args.best_weights else None
     out = args.out_dir / "gym_claims.json"
     report: dict[str, Any] = {"lengths": {}, "given": given, "wall_seconds": 0.0}
@@ -314,6 +317,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=["sparse", "abc", "uniform", "given"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument(
+        "--normalize", choices=NORMALIZERS, help="shaping.normalize of every arm (default: the config's)"
+    )
     parser.add_argument(
         "--lengths", type=int, nargs="+", default=[24, 64], help="response lengths (max_new_tokens)"
     )

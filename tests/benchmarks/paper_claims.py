@@ -362,6 +362,8 @@ def settings_of(args: argparse.Namespace, base: Config) -> dict[str, Any]:
         "max_new_tokens": args.max_new_tokens,
         "learning_rate": base.ppo.learning_rate,
         "kl_coef": base.ppo.kl_coef,
+        "normalize": base.shaping.normalize,
+        "tau": base.shaping.tau,
         "val_prompts": args.val_prompts,
         "shap_max_evals": args.shap_max_evals,
         "lime_num_samples": args.lime_num_samples,

@@ -317,9 +317,10 @@ def test_trial_memory_smoke_measures_both_sides_per_trial(tmp_path: Path) -> Non
 @pytest.mark.timeout(900)
 def test_gym_claims_smoke_tests_every_arm_against_sparse_and_scores_fidelity(tmp_path: Path) -> None:
     claims = load_script("gym_claims")
-    argv = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "gym.png")]
+    argv = ["--smoke", "--out-dir", str(tmp_path), "--plot", str(tmp_path / "gym.png"), "--normalize", "scaled-softmax"]
     assert claims.main([*argv, "--best-weights", '{"redistribution": 1, "sparse": 1}']) == 0
     report = json.loads((tmp_path / "gym_claims.json").read_text())
+    assert report["settings"]["normalize"] == "scaled-softmax"
     part = report["lengths"]["8"]
     assert sorted({(run["arm"], run["seed"]) for run in part["runs"]}) == [
         (arm, seed) for arm in ("abc", "given", "sparse", "uniform") for seed in (0, 1)
@@ -333,7 +334,8 @@ def test_gym_claims_smoke_tests_every_arm_against_sparse_and_scores_fidelity(tmp
     assert set(part["fidelity"]) == {"sparse", "attention", "redistribution", "shap", "lime"}
     assert all(-1.0 <= value <= 1.0 for value in part["fidelity"].values())
     assert part["fidelity"]["redistribution"] > part["fidelity"]["sparse"]
-    assert "## 8-word responses" in (tmp_path / "gym_claims.md").read_text()
+    markdown = (tmp_path / "gym_claims.md").read_text()
+    assert "## 8-word responses" in markdown and "normaliser scaled-softmax (tau 1.0)" in markdown
     assert (tmp_path / "gym.png").stat().st_size > 0
 
 
