@@ -205,7 +205,11 @@ class ShapingConfig(StrictSection):
             "tau in units of the credit's own spread over the response; l1 = |a| / sum |a|; signed = a / sum a."
         ),
     )
-    tau: float = Field(default=1.0, gt=0.0, description="Softmax temperature (both softmax normalisers).")
+    tau: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Softmax temperature: of softmax in the credit's units, of scaled-softmax in units of its sd.",
+    )
     weights: dict[str, float] | None = Field(
         default=None, description="Fixed mixing weights (used outside a sweep, e.g. `explain`, `final`)."
     )

@@ -11,7 +11,8 @@ one more credit source: the credit of a response token is
 
 over the DPO model's tokens of the response, moved onto the policy's tokens by character offsets
 (`align`) like the RM sources, then normalised and scaled by the RM's r in `shaping` so that the
-dense rewards of a response sum to r. beta only rescales a_t (absorbed by ``shaping.tau``).
+dense rewards of a response sum to r. beta only rescales a_t: ``softmax`` absorbs it in ``shaping.tau``,
+and ``scaled-softmax``, ``l1`` and ``signed`` do not see it.
 
 The prompt is the raw prompt wrapped in the DPO model's chat template when it has one (as the
 policy's prompts are). The DPO model and its reference must share one tokenizer (the ratio is per

@@ -13,8 +13,8 @@ each setting (plain ``softmax`` and ``scaled-softmax`` at several tau, ``l1``) a
 
     .venv/bin/python tests/benchmarks/credit_spread.py
 
-Writes ``docs/benchmarks/credit_spread.json`` and ``credit_spread.md``; ``--config`` picks another
-sweep or library config (default: the demo's).
+Writes ``docs/benchmarks/credit_spread.json`` and ``credit_spread.md`` for the demo's config, and
+``credit_spread_<config name>.{json,md}`` for another one (``--config``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "benchmarks"
+DEMO_CONFIG = ROOT / "tune_jobs" / "configs" / "demo.yaml"
 SETTINGS = (("softmax", 1.0), ("scaled-softmax", 0.5), ("scaled-softmax", 1.0), ("scaled-softmax", 2.0), ("l1", 1.0))
 
 
@@ -48,13 +49,18 @@ def measure(config_path: Path, prompts: int, seed: int) -> dict[str, Any]:
     run = Run(config, {"sparse": 1.0})
     batch = run.splits.train[:prompts]
     torch.manual_seed(seed)
-    rollout = generate(run.trainer.policy, run.tokenizer, batch, config.ppo.max_new_tokens)
+    rollout = generate(
+        run.trainer.policy, run.tokenizer, batch, config.ppo.max_new_tokens,
+        temperature=config.ppo.temperature, top_p=config.ppo.top_p,
+    )  # fmt: skip
     every = DenseReward(
         run.reward_model, run.tokenizer, config.shaping, {"sparse": 1.0}, run.splits.raw, seed=seed,
         skip_zero_weight=False,
     )  # fmt: skip
     output = every(batch, rollout.token_ids)
     kept = [i for i, ids in enumerate(rollout.token_ids) if len(ids) > 1]
+    if not kept:
+        raise SystemExit("credit_spread: every sampled response is one token long; raise --prompts")
     rows = []
     for method, tau in SETTINGS:
         unit = {
@@ -105,7 +111,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
         + ", ".join(f"{name} {result['credit_span'][name]:.3g}" for name in sources)
         + ".",
         "",
-        "| normalise | tau | " + " | ".join(sources) + " | closest two other sources (TV) |",
+        "| normalise | tau | " + " | ".join(sources) + " | closest pair of the normalised sources (TV) |",
         "|---|---:|" + "---:|" * len(sources) + "---|",
     ]
     for row in result["settings"]:
@@ -121,7 +127,7 @@ def markdown(result: dict[str, Any], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=ROOT / "tune_jobs" / "configs" / "demo.yaml")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG)
     parser.add_argument("--prompts", type=int, default=16, help="Responses sampled (one per training prompt).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -132,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     result["load_at_start"] = load
     command = " ".join(["python tests/benchmarks/credit_spread.py", *(sys.argv[1:] if argv is None else argv)])
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "credit_spread.json").write_text(json.dumps(result, indent=1) + "\n")
+    name = "credit_spread" if args.config.resolve() == DEMO_CONFIG else f"credit_spread_{args.config.stem}"
+    (args.out_dir / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     report = markdown(result, command)
-    (args.out_dir / "credit_spread.md").write_text(report)
+    (args.out_dir / f"{name}.md").write_text(report)
     print(report)
     return 0
 

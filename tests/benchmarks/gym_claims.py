@@ -248,18 +248,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     base = load_sweep_config(args.config).library_config()
     if args.normalize:
         base = base.with_overrides({"shaping.normalize": args.normalize})
+    normalize = base.shaping.normalize
     given = paper_claims.parse_weights(args.best_weights) if args.best_weights else None
     out = args.out_dir / "gym_claims.json"
     report: dict[str, Any] = {"lengths": {}, "given": given, "wall_seconds": 0.0}
     if args.resume and out.is_file():
         report = json.loads(out.read_text())
+        for part in report["lengths"].values():
+            part["runs"] = [r for r in part["runs"] if paper_claims.same_normaliser(r, normalize)]
     for path in args.include:
         other = json.loads(Path(path).read_text())
         report["wall_seconds"] = max(report["wall_seconds"], other["wall_seconds"])
         for length, part in other["lengths"].items():
             mine = report["lengths"].setdefault(length, {"runs": [], "fidelity": part["fidelity"]})
             have = {(r["arm"], r["seed"]) for r in mine["runs"]}
-            mine["runs"] += [r for r in part["runs"] if (r["arm"], r["seed"]) not in have]
+            for r in part["runs"]:
+                if not paper_claims.same_normaliser(r, normalize):
+                    print(f"{path}: {length} words, {r['arm']} seed {r['seed']} ran with another normaliser; left out")
+                elif (r["arm"], r["seed"]) not in have:
+                    mine["runs"].append(r)
     started = time.perf_counter() - report["wall_seconds"]
     report["settings"] = {
         **paper_claims.settings_of(
@@ -295,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result = paper_claims.train_one(
                     run_config(base, args, weights, seed, length), f"{length}/{arm}/{seed}"
                 )
-                part["runs"].append({"arm": arm, "seed": seed, "weights": weights, **result})
+                part["runs"].append({"arm": arm, "seed": seed, "weights": weights, "normalize": normalize, **result})
                 report["wall_seconds"] = time.perf_counter() - started
                 args.out_dir.mkdir(parents=True, exist_ok=True)
                 out.write_text(json.dumps(report, indent=2) + "\n")

@@ -42,6 +42,7 @@ import torch
 
 from dense_reward.config import Config
 from dense_reward.run import Run, epoch_batches
+from dense_reward.shaping import NORMALIZERS
 from tune_jobs.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,7 +272,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Policy `{s['policy']}` (LoRA r={s['lora_r']}), RM `{s['reward_model']}`, gold = VADER. Same compute per arm: "
         f"{s['steps']} PPO steps x {s['batch_size']} prompts (mini-batch {s['mini_batch_size']}, {s['update_epochs']} "
         f"update epochs), <= {s['max_new_tokens']} new tokens, lr {s['learning_rate']}, kl_coef {s['kl_coef']}; "
-        f"shap max_evals={s['shap_max_evals']}, lime num_samples={s['lime_num_samples']}; seeds {s['seeds']}. "
+        f"shap max_evals={s['shap_max_evals']}, lime num_samples={s['lime_num_samples']}; normaliser "
+        f"{s.get('normalize', 'softmax')} (tau {s.get('tau', 1.0)}); seeds {s['seeds']}. "
         f"Greedy evaluation on {s['val_prompts']} validation prompts at step 0 and every {s['eval_every']} steps.",
         "",
         f"BO weights: {report['bo']['from']}.",
@@ -383,10 +385,24 @@ def write(report: dict[str, Any], args: argparse.Namespace) -> None:
     (args.out_dir / "paper_claims.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
+def same_normaliser(run: dict[str, Any], normalize: str) -> bool:
+    """Whether a stored run may join runs made with `normalize`: it was made with it (runs stored before
+    runs recorded it used `softmax`), or its weights lie on sources that are distributions already
+    (`sparse`, `attention`), which no normaliser changes."""
+    from dense_reward.attribution import EXPLAINERS
+
+    if all(EXPLAINERS[name].is_distribution for name, w in run["weights"].items() if w > 0):
+        return True
+    return run.get("normalize", "softmax") == normalize
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     base = load_sweep_config(args.config).library_config()
+    if args.normalize:
+        base = base.with_overrides({"shaping.normalize": args.normalize})
+    normalize = base.shaping.normalize
     if args.steps % args.eval_every:
         raise SystemExit(f"--steps {args.steps} must be a multiple of --eval-every {args.eval_every}")
     if args.sweep:
@@ -401,7 +417,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     existing = args.out_dir / "paper_claims.json"
     if args.resume and existing.is_file():
         previous = json.loads(existing.read_text())
-        report["runs"] = previous.get("runs", [])
+        report["runs"] = [r for r in previous.get("runs", []) if same_normaliser(r, normalize)]
         report["wall_seconds"] = previous.get("wall_seconds", 0.0)
         # The machine load when the runs started, not when they were merged or resumed.
         settings["load_average_at_start"] = previous.get("settings", settings)["load_average_at_start"]
@@ -414,7 +430,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if index == 0 and not done:
             settings["load_average_at_start"] = included["settings"]["load_average_at_start"]
         for other in included["runs"]:
-            if (other["arm"], other["seed"]) not in done:
+            if not same_normaliser(other, normalize):
+                print(f"{path}: {other['arm']} seed {other['seed']} ran with another normaliser; left out", flush=True)
+            elif (other["arm"], other["seed"]) not in done:
                 report["runs"].append(other)
                 done.add((other["arm"], other["seed"]))
     started = time.perf_counter() - report["wall_seconds"]
@@ -435,7 +453,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             print(f"{arm} seed {seed}: weights {weights}", flush=True)
             result = train_one(run_config(base, args, weights, seed), f"{arm}/{seed}")
-            report["runs"].append({"arm": arm, "seed": seed, "weights": weights, **result})
+            report["runs"].append({"arm": arm, "seed": seed, "weights": weights, "normalize": normalize, **result})
             report["wall_seconds"] = time.perf_counter() - started
             write(report, args)
     if not report["runs"]:
@@ -453,6 +471,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--best-weights", help='bo arm weights as JSON (inline or a file), e.g. {"shap": 0.7, "sparse": 0.3}')
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--normalize", choices=NORMALIZERS, help="shaping.normalize of every arm (default: the config's)"
+    )
     parser.add_argument("--steps", type=int, default=8, help="PPO steps per run")
     parser.add_argument("--eval-every", type=int, default=2, help="evaluate after every this many steps")
     parser.add_argument("--batch-size", type=int, default=8)

@@ -222,6 +222,9 @@ def botorch_latency(d: int, suggestions: int, repeats: int = 3) -> dict[str, Any
 
     import torch
 
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+
     from tune_jobs.search import BoTorchSearcher, SearchSpace
 
     torch.set_num_threads(1)
@@ -249,7 +252,8 @@ def botorch_latency(d: int, suggestions: int, repeats: int = 3) -> dict[str, Any
             configs.append(searcher.suggest(f"timed{i}"))
             tries_wall.append(time.perf_counter() - start_wall)
             tries_cpu.append(time.process_time() - start_cpu)
-        if any(c != configs[0] for c in configs):
+        vectors = [space.to_vector(c) for c in configs]
+        if not all(np.allclose(v, vectors[0], rtol=0.0, atol=1e-9) for v in vectors):
             raise RuntimeError(f"suggestion {i}: the {repeats} tries from one state gave different configs")
         first_wall.append(tries_wall[0])
         first_cpu.append(tries_cpu[0])
@@ -267,6 +271,7 @@ def botorch_latency(d: int, suggestions: int, repeats: int = 3) -> dict[str, Any
         "cpu_p95": float(np.percentile(cpu, 95)),
         "first_try_wall_p50": float(np.percentile(first_wall, 50)),
         "first_try_wall_p95": float(np.percentile(first_wall, 95)),
+        "first_try_cpu_p50": float(np.percentile(first_cpu, 50)),
         "first_try_cpu_p95": float(np.percentile(first_cpu, 95)),
     }
 
@@ -379,7 +384,8 @@ def markdown(summary: list[dict[str, Any]], latency: list[dict[str, Any]], meta:
         "(the same work each time); the p50 and p95 are over the suggestions' median times, the last two "
         "columns over their first tries alone, which a stall of the shared host can inflate. Run: "
         f"`{meta['latency_command']}`, load average {meta['latency_load_at_start']} when it started; the "
-        f"reference loop took {meta['latency_host_loop_seconds']:.3f} s just before it.",
+        f"reference loop took {meta['latency_host_loop_seconds']:.3f} s just before it (recorded, not a "
+        "scale: on this host it has not tracked suggestion times from run to run).",
         "",
         "| d | suggestions | wall p50 (s) | wall p95 (s) | CPU p50 (s) | CPU p95 (s) | first try: wall p50 (s) | first try: wall p95 (s) |",
         "|---|---|---|---|---|---|---|---|",
@@ -529,10 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     previous = args.out / "searchers.json"
     if not ran and previous.exists():
         # No sweep ran now: the sweeps' command, duration and host are those of the run that made them.
-        earlier = json.loads(previous.read_text())["meta"]
+        earlier = json.loads(previous.read_text()).get("meta", {})
         if earlier.get("seeds") == meta["seeds"]:
-            for key in ("command", "minutes", "load_at_start", "host_loop_seconds"):
-                meta[key] = earlier[key]
+            for key in ("command", "minutes", "load_at_start", "host_loop_seconds", "cpus", "python"):
+                if key in earlier:
+                    meta[key] = earlier[key]
     (args.out / "searchers.json").write_text(
         json.dumps(
             {"meta": meta, "summary": summary, "latency": latency, "runs_file": runs_path.name}, indent=1

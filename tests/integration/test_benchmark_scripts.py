@@ -146,6 +146,15 @@ def test_paper_claims_smoke_runs_every_arm_and_resumes(tmp_path: Path) -> None:
     assert [(run["arm"], run["seed"]) for run in resumed["runs"]] == [("sparse", 0), ("bo", 0), ("abc", 0)]
     assert resumed["runs"][0]["seconds"] == sparse_seconds
     assert resumed["runs"][2]["weights"] == {"attention": 0.8, "sparse": 0.2}
+    assert {run["normalize"] for run in resumed["runs"]} == {"softmax"}
+
+    # Another normaliser: runs on sparse and attention alone carry over, the bo run (redistribution) does not.
+    other = [*common, *bo, "--arms", "sparse", "abc", "bo", "--resume", "--report-only", "--normalize", "scaled-softmax"]
+    assert claims.main(other) == 0
+    rescaled = json.loads((tmp_path / "paper_claims.json").read_text())
+    assert [(run["arm"], run["seed"]) for run in rescaled["runs"]] == [("sparse", 0), ("abc", 0)]
+    assert rescaled["settings"]["normalize"] == "scaled-softmax"
+    assert "normaliser scaled-softmax (tau 1.0)" in (tmp_path / "paper_claims.md").read_text()
 
 
 def test_paper_claims_reuses_the_runs_of_an_arm_with_equal_weights(tmp_path: Path) -> None:
@@ -372,7 +381,7 @@ def test_credit_spread_benchmark_reports_every_source_and_setting(tmp_path) -> N
     spreads = load_script("credit_spread")
     config = Path(__file__).resolve().parents[2] / "tune_jobs" / "configs" / "tiny.yaml"
     assert spreads.main(["--config", str(config), "--prompts", "4", "--out-dir", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "credit_spread.json").read_text())
+    result = json.loads((tmp_path / "credit_spread_tiny.json").read_text())
     sources = ["sparse", "attention", "redistribution", "shap", "lime"]
     assert set(result["credit_span"]) == set(sources)
     assert [(row["normalize"], row["tau"]) for row in result["settings"]] == list(spreads.SETTINGS)
@@ -385,5 +394,5 @@ def test_credit_spread_benchmark_reports_every_source_and_setting(tmp_path) -> N
     assert by_setting[("softmax", 1.0)]["attention"] == by_setting[("l1", 1.0)]["attention"]
     for name in ("redistribution", "shap", "lime"):
         assert by_setting[("scaled-softmax", 0.5)][name] > by_setting[("scaled-softmax", 2.0)][name]
-    report = (tmp_path / "credit_spread.md").read_text()
+    report = (tmp_path / "credit_spread_tiny.md").read_text()
     assert "| scaled-softmax | 1 |" in report and "tiny.yaml" in report

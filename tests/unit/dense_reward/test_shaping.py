@@ -16,6 +16,7 @@ from dense_reward.errors import ConfigWarning
 from dense_reward.models import load_tokenizer
 from dense_reward.reward_model import RewardModel
 from dense_reward.shaping import (
+    CONSTANT_CREDIT,
     NEAR_EVEN_SPREAD,
     NORMALIZERS,
     DenseReward,
@@ -126,10 +127,11 @@ def test_softmax_temperature_sharpens() -> None:
 @given(credit=CREDIT, scale=st.floats(1e-3, 1e3), tau=st.floats(0.2, 5.0))
 def test_scaled_softmax_does_not_depend_on_the_credit_scale(credit: np.ndarray, scale: float, tau: float) -> None:
     sd = credit.std()
-    assume(sd == 0 or sd > 1e-9 * np.abs(credit).max())  # not at the constant-credit cut-off itself
+    cutoff = CONSTANT_CREDIT * np.abs(credit).max()
+    assume(not 0.5 * cutoff < sd < 2 * cutoff)  # not at the constant-credit cut-off itself
     unit = normalize_credit(credit, "scaled-softmax", tau)
     np.testing.assert_allclose(normalize_credit(credit * scale, "scaled-softmax", tau), unit, atol=1e-9)
-    if sd > 0:
+    if sd > cutoff:
         np.testing.assert_allclose(unit, normalize_credit(credit, "softmax", tau * sd), atol=1e-12)
     else:
         np.testing.assert_allclose(unit, np.full(credit.size, 1 / credit.size))
@@ -143,12 +145,16 @@ def test_scaled_softmax_keeps_small_credit_apart_where_softmax_evens_it_out() ->
     assert spread(normalize_credit(credit, "softmax", 1.0)) < NEAR_EVEN_SPREAD
     assert spread(normalize_credit(credit, "scaled-softmax", 1.0)) > 0.2
     np.testing.assert_allclose(normalize_credit(np.full(3, 0.7), "scaled-softmax"), np.full(3, 1 / 3))
+    # Credit that differs only by rounding is constant, not two tokens far apart.
+    np.testing.assert_allclose(normalize_credit(np.array([0.1, 0.1 + 1e-17]), "scaled-softmax"), [0.5, 0.5])
 
 
 def test_spread_is_zero_for_an_even_split_and_near_one_for_one_token() -> None:
     assert spread(np.full(4, 0.25)) == 0.0
     assert spread(np.eye(10)[3]) == pytest.approx(0.9)
     assert spread(np.zeros(0)) == 0.0
+    # signed weights may be negative: their magnitudes are compared, so the spread stays below 1.
+    assert spread(np.array([2.0, -1.0])) == pytest.approx(spread(np.array([2 / 3, 1 / 3])))
 
 
 def test_softmax_that_evens_out_a_source_warns_once_and_scaled_softmax_does_not(
@@ -167,7 +173,8 @@ def test_softmax_that_evens_out_a_source_warns_once_and_scaled_softmax_does_not(
     assert set(out.spreads) == {"redistribution"} and out.spreads["redistribution"] < NEAR_EVEN_SPREAD
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConfigWarning)
-        reward(prompts, responses)  # once per source
+        reward(prompts, responses)  # once per source and tau in a process, whichever reward function asks
+        DenseReward(reward_model, tokenizer, flat, weights)(prompts, responses)
         shaping = ShapingConfig(sources=["sparse", "redistribution"], normalize="scaled-softmax")
         scaled = DenseReward(reward_model, tokenizer, shaping, weights)
         out = scaled(prompts, responses)
