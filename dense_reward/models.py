@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -324,7 +325,11 @@ def add_lora(model, lora: LoraSpec, task_type: str):
         task_type=task_type,
     )
     try:
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing`, whose FutureWarning
+            # (once per LoRA model) is about peft's code, not about anything a user can change.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as error:
         # peft raises ValueError for target modules the model lacks or that LoRA cannot adapt.
         raise ModelLoadError(f"models.lora.target_modules: {_one_line(error)}") from None
