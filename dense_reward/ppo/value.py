@@ -17,13 +17,20 @@ from dense_reward.models import add_lora, load_pretrained, load_tokenizer
 
 
 class ValueHead(nn.Module):
-    """Linear map from hidden states `(B, T, H)` to values `(B, T)`."""
+    """Linear map from hidden states `(B, T, H)` to values `(B, T)`.
 
-    def __init__(self, hidden_size: int) -> None:
+    Initialised as lm-human-preferences initialises its scalar heads
+    (https://github.com/openai/lm-human-preferences/blob/master/lm_human_preferences/language/model.py):
+    by default at zero, like its value head on the policy, so the first advantages are the rewards' alone
+    and a head on the policy sends no gradient into it until the head's weights have moved; a head on a
+    backbone of its own (a separate critic) with weights of std ``init_std`` = 1/sqrt(H + 1), like its
+    reward head. Bias 0 either way.
+    """
+
+    def __init__(self, hidden_size: int, init_std: float = 0.0) -> None:
         super().__init__()
         self.linear = nn.Linear(hidden_size, 1)
-        # As in lm-human-preferences: small outputs at the start so early advantages are reward-driven.
-        nn.init.normal_(self.linear.weight, std=1.0 / math.sqrt(hidden_size + 1))
+        nn.init.normal_(self.linear.weight, std=init_std)
         nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -36,7 +43,8 @@ class Critic(nn.Module):
     def __init__(self, backbone: nn.Module, hidden_size: int) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = ValueHead(hidden_size).to(next(backbone.parameters()).device)
+        head = ValueHead(hidden_size, init_std=1.0 / math.sqrt(hidden_size + 1))
+        self.head = head.to(next(backbone.parameters()).device)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor

@@ -83,7 +83,10 @@ def test_sampler_hidden_states_give_a_value_heads_values_without_a_policy_forwar
     torch.manual_seed(1)
     head = ValueHead(policy.config.hidden_size)
     with torch.no_grad():
-        head.linear.bias.fill_(0.5)  # values away from 0, so the mask past EOS shows
+        # A head that has trained (a fresh one outputs 0): values that depend on the hidden states and
+        # sit away from 0, so a wrong position or the mask past EOS shows.
+        head.linear.weight.normal_(std=0.1)
+        head.linear.bias.fill_(0.5)
     handle = raise_eos(policy, tokenizer, 1.0)
     calls = []
     try:

@@ -231,6 +231,20 @@ def test_value_head_on_policy(tiny_config: Config) -> None:
     assert not torch.equal(trainer.value_head.linear.weight, head_before)
 
 
+def test_a_value_head_on_the_policy_starts_at_zero_then_learns(tiny_config: Config) -> None:
+    """The head predicts 0 at first (lm-human-preferences' init): the first advantages are the rewards' alone."""
+    config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=4).with_overrides(
+        {"models.value.head_on_policy": True}
+    )
+    trainer = build_trainer(config, token_reward(True, 4))
+    rollout = trainer.rollout(PROMPTS[:4], {})
+    assert rollout.response_mask.sum() > 0
+    assert torch.count_nonzero(rollout.values) == 0
+    trainer.step(PROMPTS[:4])
+    rollout = trainer.rollout(PROMPTS[:4], {})
+    assert torch.count_nonzero(rollout.values[rollout.response_mask == 1]) > 0
+
+
 def test_critic_from_the_reward_model(tiny_config: Config) -> None:
     config = ppo_config(tiny_config, batch_size=4, mini_batch_size=2, max_new_tokens=4)
     # tiny-rm has its own WordPiece tokenizer: it cannot read the policy's tokens.
