@@ -281,13 +281,31 @@ def botorch_latency(d: int, suggestions: int, repeats: int = 3) -> dict[str, Any
 # --------------------------------------------------------------------------------------------------
 
 
-def cells() -> list[tuple[str, str, int, int]]:
+Cell = tuple[str, str, int, int]
+"""(shape, noise, d, concurrency)."""
+
+
+def cells() -> list[Cell]:
     return [(s, n, d, c) for s in SHAPES for n in NOISES for d in DIMS for c in CONCURRENCY]
 
 
-def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def parse_cell(text: str) -> Cell:
+    """``bump/homoscedastic/6/4`` -> ``("bump", "homoscedastic", 6, 4)``; an error names a cell not in the grid."""
+    parts = text.split("/")
+    cell = (parts[0], parts[1], int(parts[2]), int(parts[3])) if len(parts) == 4 and all(
+        p.isdigit() for p in parts[2:]
+    ) else None
+    if cell not in cells():
+        raise argparse.ArgumentTypeError(
+            f"--cells: {text!r} is not shape/noise/d/concurrency of the grid (e.g. bump/homoscedastic/6/4)"
+        )
+    return cell
+
+
+def summarise(runs: list[dict[str, Any]], grid: list[Cell] | None = None) -> list[dict[str, Any]]:
+    """One row per cell of ``grid`` (default: all): each searcher's regret quartiles, the lowest median, paired tests."""
     rows = []
-    for shape, noise, d, concurrency in cells():
+    for shape, noise, d, concurrency in grid or cells():
         row: dict[str, Any] = {"shape": shape, "noise": noise, "d": d, "concurrency": concurrency}
         for name in SEARCHERS:
             mine = [
@@ -316,7 +334,7 @@ def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def paired_test(runs: list[dict[str, Any]], a: str, b: str, cell: tuple[str, str, int, int]) -> dict[str, float]:
+def paired_test(runs: list[dict[str, Any]], a: str, b: str, cell: Cell) -> dict[str, float]:
     """One-sided Wilcoxon signed-rank p-values of searcher ``a``'s regret against ``b``'s, paired by seed.
 
     Both searchers meet the same objective and noise draws at a seed, so the pairs share everything but the
@@ -471,13 +489,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=8, help="Seeds per cell.")
     parser.add_argument("--workers", type=int, default=2, help="Processes running sweeps in parallel.")
     parser.add_argument(
-        "--latency-suggestions", type=int, default=20, help="Timed BoTorch suggestions per d."
+        "--latency-suggestions", type=int, default=20, help="Timed BoTorch suggestions per d (0: skip the latency timing)."
     )
     parser.add_argument(
         "--latency-repeats", type=int, default=3, help="Tries of each timed suggestion (its median time counts)."
     )
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="Folder for searchers.json and searchers.md."
+    )
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        type=parse_cell,
+        default=None,
+        metavar="SHAPE/NOISE/D/CONC",
+        help="Run and report only these cells (default: all 24), e.g. bump/homoscedastic/6/4.",
     )
     parser.add_argument(
         "--report-only",
@@ -490,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     loop_seconds = host_loop_seconds()
     started = time.time()
     # Seed-major order: if the run is cut short, every searcher and cell has the same seeds done.
-    tasks = [(name, *cell, seed) for seed in range(args.seeds) for cell in cells() for name in SEARCHERS]
+    grid = args.cells or cells()
+    tasks = [(name, *cell, seed) for seed in range(args.seeds) for cell in grid for name in SEARCHERS]
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "searchers.runs.jsonl"
     if args.report_only:
@@ -500,13 +527,14 @@ def main(argv: list[str] | None = None) -> int:
     sweeps_minutes = (time.time() - started) / 60
     # Only seeds every searcher finished in every cell are compared.
     per_seed: dict[int, int] = {}
+    runs = [r for r in runs if (r["shape"], r["noise"], r["d"], r["concurrency"]) in grid]
     for r in runs:
         per_seed[r["seed"]] = per_seed.get(r["seed"], 0) + 1
-    complete = {seed for seed, n in per_seed.items() if n == len(SEARCHERS) * len(cells())}
+    complete = {seed for seed, n in per_seed.items() if n == len(SEARCHERS) * len(grid)}
     runs = [r for r in runs if r["seed"] in complete]
     latency_load, latency_loop = round(os.getloadavg()[0], 1), host_loop_seconds()
-    latency = [botorch_latency(d, args.latency_suggestions, args.latency_repeats) for d in DIMS]
-    summary = summarise(runs)
+    latency = [botorch_latency(d, args.latency_suggestions, args.latency_repeats) for d in DIMS if args.latency_suggestions]
+    summary = summarise(runs, grid)
     botorch_times = [t for r in runs if r["searcher"] == "botorch" for t in r["suggest_seconds"][N_INIT:]]
     command = "python " + " ".join(["tests/benchmarks/searchers.py", *(sys.argv[1:] if argv is None else argv)])
     meta = {

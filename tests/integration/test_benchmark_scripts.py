@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -190,8 +191,11 @@ def test_searchers_benchmark_runs_one_short_sweep_per_searcher() -> None:
     for run in runs:
         assert 0.0 <= run["regret"] <= corner.best and 0.0 <= run["regret_best_observed"] <= corner.best
         assert run["recommendation"] == "gp" and len(run["suggest_seconds"]) == 7
-    cell = ("corner", "heteroscedastic", 4, 4)
-    row = next(r for r in searchers.summarise(runs) if (r["shape"], r["noise"], r["d"], r["concurrency"]) == cell)
+    cell = searchers.parse_cell("corner/heteroscedastic/4/4")
+    assert cell == ("corner", "heteroscedastic", 4, 4)
+    with pytest.raises(argparse.ArgumentTypeError, match="corner/heteroscedastic/5/4"):
+        searchers.parse_cell("corner/heteroscedastic/5/4")
+    (row,) = searchers.summarise(runs, [cell])
     assert {name: row[name]["runs"] for name in searchers.SEARCHERS} == dict.fromkeys(searchers.SEARCHERS, 1)
     assert row["lowest"] in searchers.SEARCHERS
     yardstick = searchers.host_loop_seconds()
