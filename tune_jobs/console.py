@@ -67,7 +67,7 @@ def render_table(results: SweepResults, title: str | None = None) -> Table:
         table.add_column(knob, justify="right")
     table.add_column("epoch", justify="right")
     table.add_column("val_reward ± s.e.", justify="right")
-    table.add_column("best epoch", justify="right")
+    table.add_column("val_reward at best epoch", justify="right")
     for row in results.trials:
         marker = ("*" if best is not None and row.trial_id == best.trial_id else "") + (
             "R" if row.trial_id == recommended else ""
@@ -108,7 +108,8 @@ def print_answer(console: Console, results: SweepResults) -> bool:
         console.print("recommended:   none yet (no trial has run every epoch)")
         return True
     console.print(
-        f"recommended:   weights {weights_text(rec.weights)}, val_reward mean {interval_text(rec)} "
+        f"recommended:   weights {weights_text(rec.weights)}, val_reward "
+        f"{'observed' if rec.fallback else 'GP posterior mean'} {interval_text(rec)} "
         f"(trial {rec.trial_id})" + knobs_text({k: v for k, v in rec.config.items() if k != WEIGHTS_KEY}),
         markup=False,
     )
@@ -213,8 +214,14 @@ def print_confirmation(console: Console, confirmation: Confirmation) -> None:
         )
 
 
-def print_comparison(console: Console, results: SweepResults) -> None:
-    """The recommended and the best observed trial against the sparse-only trial, on val_reward and gold_reward."""
+def print_comparison(console: Console, results: SweepResults, confirmed: bool = False) -> None:
+    """The recommended and the best observed trial against the sparse-only trial, on val_reward and gold_reward,
+    and whether the lead of the first of them over sparse-only stands out of its validation noise.
+
+    Args:
+        confirmed: A confirmation phase ran (its table tests the lead with fresh seeds); otherwise the last
+            line says how to run one.
+    """
     sparse = next((row for row in results.trials if row.weights.get(SPARSE, 0.0) > 1 - 1e-9), None)
     best = results.best
     if best is None or sparse is None:
@@ -230,13 +237,43 @@ def print_comparison(console: Console, results: SweepResults) -> None:
         gold = row.metrics.get("gold_reward")
         console.print(
             f"  {label:<14} trial {row.index} ({row.trial_id}): last val_reward="
-            f"{value_text(row.val_reward, row.val_reward_sem)}  best epoch={value_text(row.best_val_reward)}  "
+            f"{value_text(row.val_reward, row.val_reward_sem)}  val_reward at best epoch={value_text(row.best_val_reward)}  "
             f"last gold_reward={'n/a' if gold is None else f'{gold:.4f}'}"
         )
     if best.trial_id == sparse.trial_id:
         console.print("  the best observed trial is the sparse-only baseline: no weights tried beat it")
     if results.recommended_trial is not None and results.recommended_trial.trial_id == sparse.trial_id:
         console.print("  the recommended point is the sparse-only baseline")
+    leader = next(((label, row) for label, row in candidates[:-1] if row.trial_id != sparse.trial_id), None)
+    if leader is not None:
+        print_lead(console, *leader, sparse, confirmed)
+
+
+def print_lead(console: Console, label: str, row: TrialRow, sparse: TrialRow, confirmed: bool) -> None:
+    """``row``'s last val_reward minus sparse-only's, against twice its standard error over the validation prompts."""
+    if row.val_reward is None or sparse.val_reward is None:
+        return
+    lead = row.val_reward - sparse.val_reward
+    if row.val_reward_sem is None or sparse.val_reward_sem is None:
+        verdict = "no standard errors were reported, so its noise is unknown"
+    else:
+        two_se = 2 * math.hypot(row.val_reward_sem, sparse.val_reward_sem)
+        verdict = (
+            f"{'beyond' if abs(lead) > two_se else 'within'} 2 standard errors ({two_se:.4f}) of the validation "
+            "prompts; "
+            + (
+                "one training run each, whose seed-to-seed spread those errors leave out"
+                if abs(lead) > two_se
+                else "one run each does not tell them apart"
+            )
+        )
+    console.print(f"  {label} - sparse-only: {lead:+.4f} on the last val_reward, {verdict}", markup=False)
+    if not confirmed:
+        console.print(
+            "  to test it with fresh seeds, give a sweep search.confirm_top_k (and search.confirm_seeds): after the "
+            "search, the top points and sparse-only run again and a table says whether any beats sparse-only",
+            markup=False,
+        )
 
 
 class ProgressTable(Callback):

@@ -156,7 +156,8 @@ def test_results_command_shows_best_observed_and_recommended(
     best_line = next(line for line in out.splitlines() if line.startswith("best observed:"))
     recommended_line = next(line for line in out.splitlines() if line.startswith("recommended:"))
     assert sweep.results.best.trial_id in best_line
-    assert f"val_reward mean {recommended.mean:.4f} [{recommended.lower:.4f}, {recommended.upper:.4f}]" in (
+    kind = "observed" if recommended.fallback else "GP posterior mean"
+    assert f"val_reward {kind} {recommended.mean:.4f} [{recommended.lower:.4f}, {recommended.upper:.4f}]" in (
         recommended_line
     )
     assert "val_reward ± s.e." in out

@@ -211,7 +211,7 @@ def test_table_and_summary_show_the_standard_error_and_both_answers() -> None:
     best = next(line for line in lines if line.startswith("best observed:"))
     assert "sparse=0.300, attention=0.700" in best and "0.6000 ± 0.2500" in best and "abc_00001" in best
     recommended = next(line for line in lines if line.startswith("recommended:"))
-    assert "weights sparse=1.000, attention=0.000, val_reward mean 0.1500 [0.1200, 0.1800]" in recommended
+    assert "weights sparse=1.000, attention=0.000, val_reward GP posterior mean 0.1500 [0.1200, 0.1800]" in recommended
     assert "recommended checkpoint:   /c0" in text
 
 
@@ -224,6 +224,23 @@ def test_the_demo_compares_recommended_and_best_observed_with_sparse_only() -> N
     assert set(rows) == {"recommended", "best observed", "sparse-only"}
     assert "(abc_00000)" in rows["recommended"] and "(abc_00001)" in rows["best observed"]
     assert "the recommended point is the sparse-only baseline" in lines
+    # The recommended trial is sparse-only, so the lead tested is the best observed one's: 0.5 - 0.1 against
+    # 2 * hypot(0.3, 0.01) = 0.6003.
+    lead = next(line for line in lines if line.startswith("best observed - sparse-only:"))
+    assert "+0.4000 on the last val_reward, within 2 standard errors (0.6003)" in lead
+    assert "does not tell them apart" in lead
+    assert any("search.confirm_top_k" in line for line in lines)
+
+
+def test_a_lead_beyond_the_validation_noise_is_told_so_and_a_confirmed_sweep_gets_no_hint() -> None:
+    results = synthetic_results()
+    results.trials[1].val_reward_sem = 0.1
+    out = Console(file=io.StringIO(), width=250)
+    print_comparison(out, results, confirmed=True)
+    text = out.file.getvalue()
+    assert "+0.4000 on the last val_reward, beyond 2 standard errors (0.2010)" in text
+    assert "seed-to-seed spread those errors leave out" in text
+    assert "search.confirm_top_k" not in text
 
 
 def test_csv_and_plots_are_written(tmp_path: Path) -> None:

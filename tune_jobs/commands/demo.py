@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         f"{config.search.max_concurrent} at once, {config.ppo.epochs} epochs each"
     )
     status, outcome = sweep_and_summarise(config, run_dir, resume=args.resume, console=console)
-    print_comparison(console, outcome.results)
+    print_comparison(console, outcome.results, confirmed=outcome.confirmation is not None)
     run_path = Path(outcome.manifest.run_dir)
     console.print(f"\nplots: {run_path / 'plots'}  results: {run_path / 'results.csv'}")
     elapsed = time.perf_counter() - started

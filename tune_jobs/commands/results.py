@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if print_summary(out, results, manifest, confirmation):
-        print_comparison(out, results)
+        print_comparison(out, results, confirmed=confirmation is not None)
     return 0
