@@ -444,22 +444,29 @@ def host_loop_seconds() -> float:
     return best
 
 
-def search_code_hash() -> str:
-    """A digest of the search code (``tune_jobs/search``): stored runs of other code are run again."""
+BOTORCH_ONLY = ("botorch_search.py",)
+"""Search modules only the BoTorch searcher runs: a change to them reruns BoTorch's sweeps alone."""
+
+
+def search_code_hash(searcher: str) -> str:
+    """A digest of the search code ``searcher`` runs (``tune_jobs/search``, less `BOTORCH_ONLY` for the
+    others): stored runs of other code are run again."""
     import hashlib
 
     digest = hashlib.sha256()
     for path in sorted((ROOT / "tune_jobs" / "search").glob("*.py")):
-        digest.update(path.read_bytes())
+        if searcher == "botorch" or path.name not in BOTORCH_ONLY:
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def read_runs(runs_path: Path, code: str) -> list[dict[str, Any]]:
-    """The stored runs of this search code (older ones are dropped from the file too)."""
+def read_runs(runs_path: Path) -> list[dict[str, Any]]:
+    """The stored runs of the current search code (older ones are dropped from the file too)."""
     if not runs_path.exists():
         return []
+    codes = {name: search_code_hash(name) for name in SEARCHERS}
     stored = [json.loads(line) for line in runs_path.read_text().splitlines()]
-    runs = [r for r in stored if r.get("code") == code]
+    runs = [r for r in stored if r.get("code") == codes.get(r["searcher"])]
     if len(runs) < len(stored):
         print(f"{len(stored) - len(runs)} stored sweeps ran other search code: running them again", flush=True)
         runs_path.write_text("".join(json.dumps(r) + "\n" for r in runs))
@@ -468,14 +475,13 @@ def read_runs(runs_path: Path, code: str) -> list[dict[str, Any]]:
 
 def run_sweeps(tasks: list[Task], runs_path: Path, workers: int) -> tuple[list[dict[str, Any]], int]:
     """Run the tasks not yet in ``runs_path`` (one JSON line per finished sweep); all runs and how many ran now."""
-    code = search_code_hash()
-    runs = read_runs(runs_path, code)
+    runs = read_runs(runs_path)
     done = {(r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"], r["seed"]) for r in runs}
     todo = [t for t in tasks if t not in done]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(workers) as pool, runs_path.open("a") as sink:
         for i, run in enumerate(pool.imap_unordered(run_one, todo), start=1):
-            run["code"] = code
+            run["code"] = search_code_hash(run["searcher"])
             runs.append(run)
             sink.write(json.dumps(run) + "\n")
             sink.flush()
@@ -521,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "searchers.runs.jsonl"
     if args.report_only:
-        runs, ran = read_runs(runs_path, search_code_hash()), 0
+        runs, ran = read_runs(runs_path), 0
     else:
         runs, ran = run_sweeps(tasks, runs_path, args.workers)
     sweeps_minutes = (time.time() - started) / 60
