@@ -37,8 +37,11 @@ class BoTorchSearcher(HistorySearcher):
     ``max_epochs``) are left out of the fit and are not pending (see :mod:`tune_jobs.search.history`).
 
     A GP candidate that still lands within ``min_distance`` (in unit-cube units) of a pending,
-    failed or stopped trial is replaced by the next unused Sobol point. Each GP fit starts from the
-    previous fit's hyperparameters, which are part of the saved state.
+    failed or stopped trial is replaced by the next unused Sobol point. Each GP fit starts from
+    BoTorch's default hyperparameters, not from the previous fit's: a warm start kept the lengthscales
+    an early fit on a few points had found, and in the ``searchers`` benchmark (one interior bump, d=6,
+    4 trials at once, seeds 32-127) it raised the median regret from 0.076 to 0.103 (paired p 0.024).
+    The last fit's trained parameters are kept (``hyperparameters``, in the saved state) for inspection.
 
     Args:
         space: The search space.
@@ -137,7 +140,7 @@ class BoTorchSearcher(HistorySearcher):
         seed = self._suggestion_seed(index)
         bounds = self.space.bounds
         with gp.bounded_torch(self.torch_threads, seed):
-            model = gp.fit_gp(x, y, bounds, yvar=yvar, hyperparameters=self.hyperparameters)
+            model = gp.fit_gp(x, y, bounds, yvar=yvar)
             self.hyperparameters = gp.hyperparameters_of(model)
             candidate = gp.maximise_qlognei(
                 model,

@@ -180,6 +180,18 @@ def test_save_restore_proposes_what_the_uninterrupted_searcher_would(
     assert restored.suggest("next-3") == searcher.suggest("next-3")
 
 
+def test_each_gp_fit_starts_afresh_not_from_the_last_fit(space: SearchSpace) -> None:
+    searcher = botorch(space)
+    run(searcher, trials=6)
+    state = searcher.get_state()
+    fitted = state["hyperparameters"]
+    assert fitted is not None
+    # The same searcher, but its record of the last fit is something else: a warm-started fit would move.
+    skewed = botorch(space)
+    skewed.set_state({**state, "hyperparameters": {k: np.asarray(v) * 0 + 3.0 for k, v in fitted.items()}})
+    assert skewed.suggest("next") == searcher.suggest("next")
+
+
 def test_restore_refuses_another_space(space: SearchSpace, tmp_path: Path) -> None:
     searcher = botorch(space)
     run(searcher, trials=2)
