@@ -258,14 +258,11 @@ def print_lead(console: Console, label: str, row: TrialRow, sparse: TrialRow, co
         verdict = "no standard errors were reported, so its noise is unknown"
     else:
         two_se = 2 * math.hypot(row.val_reward_sem, sparse.val_reward_sem)
-        verdict = (
-            f"{'beyond' if abs(lead) > two_se else 'within'} 2 standard errors ({two_se:.4f}) of the validation "
-            "prompts; "
-            + (
-                "one training run each, whose seed-to-seed spread those errors leave out"
-                if abs(lead) > two_se
-                else "one run each does not tell them apart"
-            )
+        beyond = abs(lead) > two_se
+        verdict = f"{'beyond' if beyond else 'within'} 2 standard errors ({two_se:.4f}) of the validation prompts; " + (
+            "one training run each, whose seed-to-seed spread those errors leave out"
+            if beyond
+            else "one run each does not tell them apart"
         )
     console.print(f"  {label} - sparse-only: {lead:+.4f} on the last val_reward, {verdict}", markup=False)
     if not confirmed:

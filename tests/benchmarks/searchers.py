@@ -460,11 +460,15 @@ def search_code_hash(searcher: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def read_runs(runs_path: Path) -> list[dict[str, Any]]:
-    """The stored runs of the current search code (older ones are dropped from the file too)."""
+def code_hashes() -> dict[str, str]:
+    """`search_code_hash` of every searcher, by name."""
+    return {name: search_code_hash(name) for name in SEARCHERS}
+
+
+def read_runs(runs_path: Path, codes: dict[str, str]) -> list[dict[str, Any]]:
+    """The stored runs of the search code ``codes`` (per searcher; older ones are dropped from the file too)."""
     if not runs_path.exists():
         return []
-    codes = {name: search_code_hash(name) for name in SEARCHERS}
     stored = [json.loads(line) for line in runs_path.read_text().splitlines()]
     runs = [r for r in stored if r.get("code") == codes.get(r["searcher"])]
     if len(runs) < len(stored):
@@ -475,13 +479,14 @@ def read_runs(runs_path: Path) -> list[dict[str, Any]]:
 
 def run_sweeps(tasks: list[Task], runs_path: Path, workers: int) -> tuple[list[dict[str, Any]], int]:
     """Run the tasks not yet in ``runs_path`` (one JSON line per finished sweep); all runs and how many ran now."""
-    runs = read_runs(runs_path)
+    codes = code_hashes()
+    runs = read_runs(runs_path, codes)
     done = {(r["searcher"], r["shape"], r["noise"], r["d"], r["concurrency"], r["seed"]) for r in runs}
     todo = [t for t in tasks if t not in done]
     started = time.time()
     with multiprocessing.get_context("spawn").Pool(workers) as pool, runs_path.open("a") as sink:
         for i, run in enumerate(pool.imap_unordered(run_one, todo), start=1):
-            run["code"] = search_code_hash(run["searcher"])
+            run["code"] = codes[run["searcher"]]
             runs.append(run)
             sink.write(json.dumps(run) + "\n")
             sink.flush()
@@ -527,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "searchers.runs.jsonl"
     if args.report_only:
-        runs, ran = read_runs(runs_path), 0
+        runs, ran = read_runs(runs_path, code_hashes()), 0
     else:
         runs, ran = run_sweeps(tasks, runs_path, args.workers)
     sweeps_minutes = (time.time() - started) / 60
