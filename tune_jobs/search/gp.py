@@ -78,7 +78,6 @@ def fit_gp(
     bounds: np.ndarray,
     *,
     yvar: np.ndarray | None = None,
-    hyperparameters: Hyperparameters | None = None,
 ) -> SingleTaskGP:
     """A SingleTaskGP fitted to ``x`` ``(n, D)`` and ``y`` ``(n,)`` by maximum marginal likelihood.
 
@@ -91,7 +90,6 @@ def fit_gp(
         yvar: ``(n,)`` observed noise variances of ``y`` in its own units (a trial's sem squared), or
             ``None`` to learn one homoscedastic noise. The ``Standardize`` outcome transform divides
             them by ``y``'s variance together with ``y``, so they stay consistent in the model's scale.
-        hyperparameters: From :func:`hyperparameters_of` of an earlier fit: the optimiser's start.
     """
     from botorch.fit import fit_gpytorch_mll
     from botorch.models import SingleTaskGP
@@ -109,16 +107,12 @@ def fit_gp(
         input_transform=Normalize(d=dim, bounds=torch.as_tensor(bounds, dtype=torch.float64)),
         outcome_transform=Standardize(m=1),
     )
-    if hyperparameters is not None:
-        model.load_state_dict(
-            {k: torch.tensor(v, dtype=torch.float64) for k, v in hyperparameters.items()}, strict=False
-        )
     fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     return model
 
 
 def hyperparameters_of(model: SingleTaskGP) -> Hyperparameters:
-    """The trained parameters of ``model``; priors, constraints and data transforms are rebuilt by :func:`fit_gp`."""
+    """The trained parameters of ``model`` by name (raw, before their constraints), as JSON-ready lists."""
     return {k: v.detach().tolist() for k, v in model.named_parameters()}
 
 
