@@ -8,6 +8,7 @@ of time, quietly and with timings, and does nothing the second time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -25,15 +26,23 @@ Progress = Callable[[str], None]
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """No transformers progress bars or load reports (the new reward head is "missing" by design)."""
+    """No transformers progress bars or load reports (the new reward head is "missing" by design).
+
+    The GGUF reader's bar ("Converting and de-quantizing GGUF tensors") is tqdm's own, which
+    transformers' switch does not reach; it is turned off here too (in a log file it was hundreds
+    of redraws on one line).
+    """
+    from transformers import modeling_gguf_pytorch_utils as gguf
     from transformers.utils import logging
 
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    verbosity, bars, gguf_bar = logging.get_verbosity(), logging.is_progress_bar_enabled(), gguf.tqdm
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    gguf.tqdm = functools.partial(gguf_bar, disable=True)
     try:
         yield
     finally:
+        gguf.tqdm = gguf_bar
         logging.set_verbosity(verbosity)
         if bars:
             logging.enable_progress_bar()

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from dense_reward.builtin.cache import model_dir
-from dense_reward.builtin.demo.kit import build_kit, kit_names_in
+from dense_reward.builtin.demo.kit import build_kit, kit_names_in, quiet_transformers
 from dense_reward.builtin.registry import (
     BUILTINS,
     BuiltinDataset,
@@ -104,6 +104,20 @@ def test_kit_names_in_config_paths() -> None:
     paths = ["builtin:minilm-rm", "builtin:tiny-gpt2", "some/hub-id", "builtin:smollm2-135m-instruct"]
     assert kit_names_in(paths) == ["smollm2-135m-instruct", "minilm-rm"]
     assert kit_names_in(["builtin:tiny-gpt2", "builtin:tiny-rm"]) == []
+
+
+def test_quiet_transformers_silences_the_gguf_bar_and_restores_it(capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import modeling_gguf_pytorch_utils as gguf
+    from transformers.utils import logging
+
+    bar, bars_on = gguf.tqdm, logging.is_progress_bar_enabled()
+    with quiet_transformers():
+        assert list(gguf.tqdm(range(3), desc="Converting and de-quantizing GGUF tensors...")) == [0, 1, 2]
+        assert not logging.is_progress_bar_enabled()
+    assert "GGUF" not in capsys.readouterr().err
+    assert gguf.tqdm is bar and logging.is_progress_bar_enabled() == bars_on
+    list(gguf.tqdm(range(3), desc="GGUF after", disable=False))
+    assert "GGUF after" in capsys.readouterr().err
 
 
 def test_build_kit_reports_cached_models_without_building(_isolated_cache) -> None:
