@@ -138,7 +138,8 @@ def test_paper_claims_smoke_runs_every_arm_and_resumes(tmp_path: Path) -> None:
         assert [step["step"] for step in run["steps"]] == [1, 2]
         assert all(math.isfinite(step["value_loss"]) for step in run["steps"])
     assert set(report["summary"]["arms"]) == {"sparse", "bo"}
-    assert "| bo |" in (tmp_path / "paper_claims.md").read_text()
+    markdown = (tmp_path / "paper_claims.md").read_text()
+    assert "| bo |" in markdown and "BO weights: given on the command line (--best-weights)." in markdown
     assert (tmp_path / "claims.png").stat().st_size > 0
 
     sparse_seconds = report["runs"][0]["seconds"]
