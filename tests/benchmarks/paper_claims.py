@@ -408,7 +408,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.sweep:
         bo = best_weights_of_sweep(args.sweep)
     elif args.best_weights:
-        bo = {"weights": parse_weights(args.best_weights), "from": "given on the command line (--best-weights)", "sweep_trials": []}
+        given = "given on the command line (--best-weights)"
+        bo = {"weights": parse_weights(args.best_weights), "from": given, "sweep_trials": []}
     else:
         bo = {"weights": None, "from": "not run (no --sweep or --best-weights)", "sweep_trials": []}
     settings = settings_of(args, base)
