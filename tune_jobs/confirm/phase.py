@@ -20,6 +20,7 @@ from tune_jobs.confirm.outcome import Confirmation, summarise
 from tune_jobs.confirm.plan import PLAN_FILE, ConfirmationPlan, make_plan
 from tune_jobs.results import SweepResults
 from tune_jobs.rundir import SweepManifest
+from tune_jobs.search.base import write_atomically
 
 CONFIRM_EXPERIMENT = "confirm"
 """Ray's experiment name of the re-runs: they live in ``<storage_path>/confirm``, beside ``tune``."""
@@ -109,7 +110,7 @@ class FixedListSearcher(Searcher):
         self.assigned = {str(k): int(v) for k, v in state["assigned"].items()}
 
     def save(self, checkpoint_path: str) -> None:
-        Path(checkpoint_path).write_text(json.dumps(self.get_state()))
+        write_atomically(checkpoint_path, json.dumps(self.get_state()))
 
     def restore(self, checkpoint_path: str) -> None:
         self.set_state(json.loads(Path(checkpoint_path).read_text()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,19 @@ from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 STATE_FORMAT = "dense-reward/searcher-state"
 STATE_VERSION = 1
+
+
+def write_atomically(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a file beside it and a rename.
+
+    A searcher's state is saved after every trial event; written in place, a driver killed mid-write
+    left an empty file, Ray then failed to restore the experiment and started it afresh with no
+    trials (a resumed sweep that waited forever). A reader now sees the old state or the new one.
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 class HistorySearcher(Searcher):
@@ -161,7 +175,7 @@ class HistorySearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Write :meth:`get_state` as JSON (Ray calls this after every trial event)."""
-        Path(checkpoint_path).write_text(json.dumps(self.get_state(), allow_nan=False))
+        write_atomically(checkpoint_path, json.dumps(self.get_state(), allow_nan=False))
 
     def restore(self, checkpoint_path: str) -> None:
         """Read a file written by :meth:`save`."""

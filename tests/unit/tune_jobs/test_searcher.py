@@ -355,3 +355,34 @@ def test_botorch_searches_the_integrated_gradients_and_log_ratio_sources() -> No
         searcher.on_trial_complete(f"t{i}", {"val_reward": value})
         best = max(best, value)
     assert best > -0.25  # the GP phase (after 4 quasi-random points) moves towards the target
+
+
+@pytest.mark.parametrize("kind", ["botorch", "confirmation"])
+def test_a_save_cut_short_leaves_the_last_state_whole(
+    kind: str, space: SearchSpace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tune_jobs.confirm.phase import FixedListSearcher
+
+    if kind == "botorch":
+        searcher: Any = BoTorchSearcher(space, seed=0, n_init=2)
+        searcher.suggest("t0")
+    else:
+        searcher = FixedListSearcher([{WEIGHTS_KEY: {"sparse": 1.0}}, {WEIGHTS_KEY: {"attention": 1.0}}])
+        searcher.suggest("t0")
+    path = tmp_path / "searcher-state-1.json"
+    searcher.save(str(path))
+    saved = path.read_text()
+    searcher.suggest("t1")
+
+    def killed_mid_write(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        with self.open("w") as f:  # opened (truncated), then the process dies before writing
+            f.write(text[:0])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        searcher.save(str(path))
+    monkeypatch.undo()
+    assert path.read_text() == saved
+    searcher.restore(str(path))  # the last whole state, still readable
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("searcher-state")] == [path.name]
