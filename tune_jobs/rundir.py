@@ -24,6 +24,7 @@ from typing import Any
 
 from dense_reward.errors import UserError
 from tune_jobs.config import SweepConfig, validate_sweep_config
+from tune_jobs.files import write_atomically
 from tune_jobs.tracking import TrackingTarget
 
 MANIFEST = "sweep.json"
@@ -61,10 +62,7 @@ class SweepManifest:
         return validate_sweep_config(self.config, source=str(Path(self.run_dir) / MANIFEST))
 
     def save(self) -> None:
-        path = Path(self.run_dir) / MANIFEST
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
+        write_atomically(Path(self.run_dir) / MANIFEST, json.dumps(asdict(self), indent=2))
 
 
 def read_manifest(run_dir: Path) -> SweepManifest | None:

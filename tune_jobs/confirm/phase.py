@@ -18,9 +18,9 @@ from tune_jobs import tracking
 from tune_jobs.config import METRIC, MODE, SweepConfig
 from tune_jobs.confirm.outcome import Confirmation, summarise
 from tune_jobs.confirm.plan import PLAN_FILE, ConfirmationPlan, make_plan
+from tune_jobs.files import write_atomically
 from tune_jobs.results import SweepResults
 from tune_jobs.rundir import SweepManifest
-from tune_jobs.search.base import write_atomically
 
 CONFIRM_EXPERIMENT = "confirm"
 """Ray's experiment name of the re-runs: they live in ``<storage_path>/confirm``, beside ``tune``."""

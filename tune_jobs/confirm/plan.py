@@ -15,6 +15,7 @@ import numpy as np
 from dense_reward.config import ConfigError
 from dense_reward.errors import UserError
 from tune_jobs.config import SweepConfig
+from tune_jobs.files import write_atomically
 from tune_jobs.results import SweepResults
 from tune_jobs.search.space import WEIGHTS_KEY
 
@@ -100,9 +101,7 @@ class ConfirmationPlan:
         return next((r for r in self.reruns if config_key(r.config) == key), None)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
+        write_atomically(path, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> ConfirmationPlan:

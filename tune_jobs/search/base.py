@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,12 @@ from ray.tune.search import Searcher
 from ray.tune.search.variant_generator import parse_spec_vars
 
 from tune_jobs.config import METRIC, MODE
+from tune_jobs.files import write_atomically
 from tune_jobs.search.history import TrialHistory, TrialRecord, TrialStatus
 from tune_jobs.search.space import WEIGHTS_KEY, SearchSpace
 
 STATE_FORMAT = "dense-reward/searcher-state"
 STATE_VERSION = 1
-
-
-def write_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a file beside it and a rename.
-
-    A searcher's state is saved after every trial event; written in place, a driver killed mid-write
-    left an empty file, Ray then failed to restore the experiment and started it afresh with no
-    trials (a resumed sweep that waited forever). A reader now sees the old state or the new one.
-    """
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 class HistorySearcher(Searcher):
