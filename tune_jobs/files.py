@@ -1,9 +1,25 @@
-"""Writing run-dir files so that a driver killed mid-write never leaves half a file."""
+"""Run-dir files: writing them so that a killed driver never leaves half a file, and checking the ones
+Ray writes (which it does not guard so) before a sweep is resumed or read."""
 
 from __future__ import annotations
 
+import fnmatch
+import io
+import json
 import os
+import pickletools
 from pathlib import Path
+
+import pyarrow.fs
+
+from dense_reward.errors import UserError
+
+EXPERIMENT_STATE = "experiment_state-*.json"
+"""Ray's experiment snapshot, one per driver session (`TuneController.CKPT_FILE_TMPL`)."""
+
+
+class RayStateError(UserError):
+    """A state file of a Ray experiment folder is cut short or damaged."""
 
 
 def write_atomically(path: str | Path, text: str) -> None:
@@ -18,3 +34,39 @@ def write_atomically(path: str | Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def check_ray_state(experiment_path: str) -> None:
+    """Raise `RayStateError` when a state file of the newest driver session at `experiment_path` is not whole.
+
+    Ray restores an experiment from its newest ``experiment_state-<session>.json`` and the searcher states of
+    the same session (``searcher-state-<session>.json``, and ``search_gen_state-<session>.json``, a pickle
+    despite its name). It writes the snapshot in place and copies the files into storage one by one, so a
+    driver killed at the wrong moment can leave one cut short. Ray then logs "Failed to restore the run
+    state" and starts the experiment afresh: every finished trial would run again. A folder without a
+    snapshot passes (nothing to restore). Pickles are only parsed (`pickletools`), never loaded.
+    """
+    filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
+    infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
+    names = {info.base_name for info in infos if info.type == pyarrow.fs.FileType.File}
+    snapshots = fnmatch.filter(names, EXPERIMENT_STATE)
+    if not snapshots:
+        return
+    newest = max(snapshots)  # as Ray picks it: the session stamp sorts by time
+    session = newest[len("experiment_state-") : -len(".json")]
+    for name in sorted(n for n in names if n.endswith(f"-{session}.json")):
+        path = f"{root}/{name}"
+        try:
+            with filesystem.open_input_stream(path) as stream:
+                data = stream.read()
+            if data[:1] == b"\x80":  # a pickle's protocol opcode: read its opcodes up to STOP
+                for _ in pickletools.genops(io.BytesIO(data)):
+                    pass
+            else:
+                json.loads(data)
+        except (OSError, ValueError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RayStateError(
+                f"Ray's state file {path} is cut short or damaged ({reason}), most likely because the sweep "
+                "driver was killed while writing it; Ray cannot restore its trials from it"
+            ) from None

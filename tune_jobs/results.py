@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dense_reward.errors import UserError
 from tune_jobs.config import METRIC, MODE
+from tune_jobs.files import check_ray_state
 from tune_jobs.rundir import SweepManifest
 from tune_jobs.search.space import WEIGHTS_KEY
 
@@ -145,12 +146,14 @@ def _best_epoch(frame: Any) -> tuple[float | None, float | None]:
 
 
 def load_results(manifest: SweepManifest) -> SweepResults:
-    """The trial table of a sweep from its Ray experiment folder; `UserError` when there is none yet."""
+    """The trial table of a sweep from its Ray experiment folder; `UserError` when there is none yet,
+    `RayStateError` when its newest state file is cut short."""
     from ray.tune import ExperimentAnalysis
 
     sources = manifest.sources
     # ExperimentAnalysis logs an error for every trial without a checkpoint; the table shows that already.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.CRITICAL)
+    check_ray_state(manifest.experiment_path)
     try:
         analysis = ExperimentAnalysis(manifest.experiment_path, default_metric=METRIC, default_mode=MODE)
     except (ValueError, FileNotFoundError) as error:

@@ -30,7 +30,9 @@ from dense_reward.errors import UserError
 from tune_jobs import tracking
 from tune_jobs.config import METRIC, MODE, SweepConfig
 from tune_jobs.confirm import Confirmation, check_config, run_confirmation
+from tune_jobs.confirm import experiment_path as confirm_experiment_path
 from tune_jobs.environment import environment
+from tune_jobs.files import RayStateError, check_ray_state
 from tune_jobs.plots import convergence_plot, weights_plot
 from tune_jobs.results import SweepResults, load_results, write_csv
 from tune_jobs.rundir import (
@@ -166,6 +168,7 @@ def prepare(
             "or another --name / --run-dir"
         )
     if existing is not None:
+        check_resumable(existing)
         config = existing.load_config()
         uri, embedded = existing.tracking_uri, existing.tracking_uri == tracking.default_tracking_uri(run_dir)
     else:
@@ -209,6 +212,23 @@ def prepare(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return config, manifest, bool(resume and Tuner.can_restore(manifest.experiment_path))
+
+
+def check_resumable(manifest: SweepManifest) -> None:
+    """Refuse, before anything is touched, to resume a sweep whose Ray state files are not whole.
+
+    Ray would log the damage, start the experiment afresh and run every finished trial again, and the
+    trials it no longer knew would be retired from MLflow as lost.
+    """
+    for path in (manifest.experiment_path, confirm_experiment_path(manifest)):
+        try:
+            check_ray_state(path)
+        except RayStateError as error:
+            raise RayStateError(
+                f"--resume: sweep {manifest.name!r} cannot be resumed: {error}. Nothing was changed: its "
+                "MLflow runs and trial checkpoints stay as they are; run the sweep again under a new --name "
+                "or --run-dir"
+            ) from None
 
 
 def make_trainable(
@@ -399,7 +419,9 @@ def retire_lost_trials(manifest: SweepManifest) -> list[str]:
     """
     try:
         known = {row.trial_id for row in load_results(manifest).trials}
-    except UserError:
+    except RayStateError:
+        raise
+    except UserError:  # no snapshot yet: no trial was recorded
         known = set()
     return tracking.retire_unknown_trials(
         manifest.tracking_target,

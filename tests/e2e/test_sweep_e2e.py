@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from dense_reward.run import Run, read_run_state
 from tests.support.paths import TINY_CONFIG
@@ -210,3 +211,33 @@ def test_final_with_a_missing_checkpoint_is_one_clear_error(
     err = capsys.readouterr().err
     assert "checkpoint" in err and "missing" in err and str(checkpoint) in err
     assert len(client.search_runs([sweep.manifest.experiment_id])) == runs_before
+
+
+def test_a_cut_short_ray_snapshot_stops_resume_and_results_and_changes_nothing(
+    sweep: SweepOutcome, client: MlflowClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = sweep.manifest
+    snapshot = max(Path(manifest.experiment_path).glob("experiment_state-*.json"))
+    whole = snapshot.read_bytes()
+
+    def record() -> list[tuple[str, str, str, int | None]]:
+        runs = client.search_runs([manifest.experiment_id], run_view_type=ViewType.ALL)
+        return sorted((r.info.run_id, r.info.status, r.info.lifecycle_stage, r.info.end_time) for r in runs)
+
+    before = record()
+    # What a driver killed while Ray copied its snapshot into storage leaves behind.
+    snapshot.write_bytes(whole[: len(whole) // 2])
+    try:
+        assert main(["sweep", "--resume", "--run-dir", manifest.run_dir]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert "cannot be resumed" in err and str(snapshot) in err and "cut short" in err
+        # Without the check, Ray restarted the experiment from scratch and every recorded trial's
+        # MLflow run was soft-deleted as lost.
+        assert record() == before
+        assert main(["results", manifest.run_dir]) == 2
+        err = capsys.readouterr().err
+        assert str(snapshot) in err and "cut short" in err
+    finally:
+        snapshot.write_bytes(whole)
+    assert record() == before

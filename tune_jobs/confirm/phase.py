@@ -18,7 +18,7 @@ from tune_jobs import tracking
 from tune_jobs.config import METRIC, MODE, SweepConfig
 from tune_jobs.confirm.outcome import Confirmation, summarise
 from tune_jobs.confirm.plan import PLAN_FILE, ConfirmationPlan, make_plan
-from tune_jobs.files import write_atomically
+from tune_jobs.files import check_ray_state, write_atomically
 from tune_jobs.results import SweepResults
 from tune_jobs.rundir import SweepManifest
 
@@ -44,6 +44,7 @@ def read_reruns(
 
     if not Tuner.can_restore(path):
         return set(), {}
+    check_ray_state(path)
     # ExperimentAnalysis logs an error for every trial without a checkpoint; the table shows that already.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.CRITICAL)
     analysis = ExperimentAnalysis(path, default_metric=METRIC, default_mode=MODE)
