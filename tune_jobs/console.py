@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
@@ -274,36 +273,54 @@ def print_lead(console: Console, label: str, row: TrialRow, sparse: TrialRow, co
 
 
 class ProgressTable(Callback):
-    """Shows the trial table (weights, knobs, epoch, val_reward ± s.e., status) as trials report and end.
+    """Shows the trials (weights, knobs, epoch, val_reward ± s.e., status) as they report and end.
 
-    On a terminal the table is redrawn in place (`rich.live.Live`) on every result; elsewhere (a log
-    file, a Ray job's log) it is reprinted at most every `min_interval` seconds, and always when a
-    trial ends. Picklable (Ray stores callbacks with the experiment), so a resumed sweep shows it too.
+    On a terminal a table is redrawn in place (`rich.live.Live`) on every result. Elsewhere (a log file,
+    a Ray job's log) each result and each trial's end is one line, with the count of trials done, so a
+    log reads top to bottom. Picklable (Ray stores callbacks with the experiment), so a resumed sweep
+    shows it too.
     """
 
-    def __init__(self, sources: list[str], min_interval: float = 5.0, total: int | None = None) -> None:
+    def __init__(self, sources: list[str], total: int | None = None) -> None:
         self.sources = list(sources)
-        self.min_interval = min_interval
         self.total = total
-        """The sweep's trial budget (`search.trials`), for the title; None = count the trials started."""
-        self.last_print = -math.inf  # the first result always prints (monotonic time may start near 0)
+        """The sweep's trial budget (`search.trials`), for the count; None = count the trials started."""
         self.live: Live | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "last_print": -math.inf, "live": None}
+        return {**self.__dict__, "live": None}
 
-    def _print(self, trials: list[Any], force: bool) -> None:
-        out = console()
-        now = time.monotonic()
-        if not out.is_terminal and not force and now - self.last_print < self.min_interval:
-            return
-        self.last_print = now
-        knobs = sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
-        done = sum(t.status == "TERMINATED" for t in trials)
-        running = sum(t.status == "RUNNING" for t in trials)
+    @staticmethod
+    def _statuses(trials: list[Any], ending: Any = None, failed: bool = False) -> list[str]:
+        """The trials' statuses, `ending` already ended: Ray calls its end hooks while it is still RUNNING."""
+        return [str(t.status) if t is not ending else ("ERROR" if failed else "TERMINATED") for t in trials]
+
+    def _count(self, trials: list[Any], ending: Any = None, failed: bool = False) -> str:
+        statuses = self._statuses(trials, ending, failed)
+        done = statuses.count("TERMINATED")
+        running = statuses.count("RUNNING")
         # Tune lists only the trials started so far; confirmation re-runs may add some past the budget.
         total = max(getattr(self, "total", None) or 0, len(trials))  # a callback pickled before `total`
-        table = Table(title=f"trials: {done} of {total} done, {running} running")
+        return f"trials: {done} of {total} done, {running} running"
+
+    def _knobs(self, trials: list[Any]) -> list[str]:
+        return sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
+
+    def _line(self, trials: list[Any], trial: Any, event: str) -> str:
+        """One trial's event: ``trials: 2 of 6 done, 2 running | trial ab12 epoch 1: val_reward ... | w ...``."""
+        config = trial.config or {}
+        result = trial.last_result or {}
+        epoch = result.get("epoch", 0)
+        count = self._count(trials, trial if event != "result" else None, failed=event == "failed")
+        event = f"epoch {epoch}" if event == "result" else f"{event} at epoch {epoch}"
+        weights = " ".join(f"{s} {config.get(WEIGHTS_KEY, {}).get(s, 0.0):.3f}" for s in self.sources)
+        knobs = "".join(f" {k} {config.get(k, float('nan')):.4g}" for k in self._knobs([trial]))
+        value = value_text(result.get(METRIC), result.get(SEM))
+        return f"{count} | trial {trial.trial_id} {event}: val_reward {value} | w {weights}{knobs}"
+
+    def _table(self, trials: list[Any], ending: Any = None, failed: bool = False) -> Table:
+        knobs = self._knobs(trials)
+        table = Table(title=self._count(trials, ending, failed))
         for column in [
             "trial",
             "status",
@@ -313,20 +330,27 @@ class ProgressTable(Callback):
             "val_reward ± s.e.",
         ]:
             table.add_column(column, justify="left" if column in ("trial", "status") else "right")
-        for trial in trials:
+        for trial, status in zip(trials, self._statuses(trials, ending, failed), strict=True):
             config = trial.config or {}
             result = trial.last_result or {}
             table.add_row(
                 trial.trial_id,
-                str(trial.status),
+                status,
                 *[f"{config.get(WEIGHTS_KEY, {}).get(s, 0.0):.3f}" for s in self.sources],
                 *[f"{config.get(k, float('nan')):.4g}" for k in knobs],
                 str(result.get("epoch", 0)),
                 value_text(result.get(METRIC), result.get(SEM)),
             )
+        return table
+
+    def _show(self, trials: list[Any], trial: Any, event: str) -> None:
+        """`event`: "result" (a trial reported an epoch), "finished" or "failed"."""
+        out = console()
         if not out.is_terminal:
-            out.print(table)
-        elif self.live is None:
+            out.print(self._line(trials, trial, event), markup=False, highlight=False)
+            return
+        table = self._table(trials, trial if event != "result" else None, failed=event == "failed")
+        if self.live is None:
             self.live = Live(table, console=out, auto_refresh=False)
             self.live.start(refresh=True)
             atexit.register(self.on_experiment_end, trials)  # an interrupted sweep gives the terminal back too
@@ -341,10 +365,10 @@ class ProgressTable(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any
     ) -> None:
-        self._print(trials, force=False)
+        self._show(trials, trial, "result")
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
+        self._show(trials, trial, "finished")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._print(trials, force=True)
+        self._show(trials, trial, "failed")
