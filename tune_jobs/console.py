@@ -291,36 +291,46 @@ class ProgressTable(Callback):
         return {**self.__dict__, "live": None}
 
     @staticmethod
-    def _statuses(trials: list[Any], ending: Any = None, failed: bool = False) -> list[str]:
-        """The trials' statuses, `ending` already ended: Ray calls its end hooks while it is still RUNNING."""
-        return [str(t.status) if t is not ending else ("ERROR" if failed else "TERMINATED") for t in trials]
+    def _states(trials: list[Any], trial: Any, event: str, result: dict | None) -> list[tuple[str, dict]]:
+        """(status, last result) of each trial as of `event` on `trial`. Ray calls the result hook before it
+        stores the result on the trial, and the end hooks while the trial's status is still RUNNING."""
+        states = []
+        for t in trials:
+            status, last = str(t.status), t.last_result or {}
+            if t is trial and event == "result" and result is not None:
+                last = result
+            elif t is trial and event != "result":
+                status = "ERROR" if event == "failed" else "TERMINATED"
+            states.append((status, last))
+        return states
 
-    def _count(self, trials: list[Any], ending: Any = None, failed: bool = False) -> str:
-        statuses = self._statuses(trials, ending, failed)
-        done = statuses.count("TERMINATED")
-        running = statuses.count("RUNNING")
+    def _count(self, states: list[tuple[str, dict]]) -> str:
+        statuses = [status for status, _ in states]
+        done, running = statuses.count("TERMINATED"), statuses.count("RUNNING")
         # Tune lists only the trials started so far; confirmation re-runs may add some past the budget.
-        total = max(getattr(self, "total", None) or 0, len(trials))  # a callback pickled before `total`
+        total = max(getattr(self, "total", None) or 0, len(states))  # a callback pickled before `total`
         return f"trials: {done} of {total} done, {running} running"
 
-    def _knobs(self, trials: list[Any]) -> list[str]:
+    @staticmethod
+    def _knobs(trials: list[Any]) -> list[str]:
         return sorted({k for t in trials for k in (t.config or {}) if k != WEIGHTS_KEY})
 
-    def _line(self, trials: list[Any], trial: Any, event: str) -> str:
+    def _line(self, trials: list[Any], trial: Any, event: str, result: dict | None) -> str:
         """One trial's event: ``trials: 2 of 6 done, 2 running | trial ab12 epoch 1: val_reward ... | w ...``."""
+        states = self._states(trials, trial, event, result)
+        last = next(state for t, (_, state) in zip(trials, states, strict=True) if t is trial)
         config = trial.config or {}
-        result = trial.last_result or {}
-        epoch = result.get("epoch", 0)
-        count = self._count(trials, trial if event != "result" else None, failed=event == "failed")
-        event = f"epoch {epoch}" if event == "result" else f"{event} at epoch {epoch}"
+        epoch = last.get("epoch", 0)
+        what = f"epoch {epoch}" if event == "result" else f"{event} at epoch {epoch}"
         weights = " ".join(f"{s} {config.get(WEIGHTS_KEY, {}).get(s, 0.0):.3f}" for s in self.sources)
         knobs = "".join(f" {k} {config.get(k, float('nan')):.4g}" for k in self._knobs([trial]))
-        value = value_text(result.get(METRIC), result.get(SEM))
-        return f"{count} | trial {trial.trial_id} {event}: val_reward {value} | w {weights}{knobs}"
+        value = value_text(last.get(METRIC), last.get(SEM))
+        return f"{self._count(states)} | trial {trial.trial_id} {what}: val_reward {value} | w {weights}{knobs}"
 
-    def _table(self, trials: list[Any], ending: Any = None, failed: bool = False) -> Table:
+    def _table(self, trials: list[Any], trial: Any, event: str, result: dict | None) -> Table:
+        states = self._states(trials, trial, event, result)
         knobs = self._knobs(trials)
-        table = Table(title=self._count(trials, ending, failed))
+        table = Table(title=self._count(states))
         for column in [
             "trial",
             "status",
@@ -330,26 +340,25 @@ class ProgressTable(Callback):
             "val_reward ± s.e.",
         ]:
             table.add_column(column, justify="left" if column in ("trial", "status") else "right")
-        for trial, status in zip(trials, self._statuses(trials, ending, failed), strict=True):
-            config = trial.config or {}
-            result = trial.last_result or {}
+        for t, (status, last) in zip(trials, states, strict=True):
+            config = t.config or {}
             table.add_row(
-                trial.trial_id,
+                t.trial_id,
                 status,
                 *[f"{config.get(WEIGHTS_KEY, {}).get(s, 0.0):.3f}" for s in self.sources],
                 *[f"{config.get(k, float('nan')):.4g}" for k in knobs],
-                str(result.get("epoch", 0)),
-                value_text(result.get(METRIC), result.get(SEM)),
+                str(last.get("epoch", 0)),
+                value_text(last.get(METRIC), last.get(SEM)),
             )
         return table
 
-    def _show(self, trials: list[Any], trial: Any, event: str) -> None:
-        """`event`: "result" (a trial reported an epoch), "finished" or "failed"."""
+    def _show(self, trials: list[Any], trial: Any, event: str, result: dict | None = None) -> None:
+        """`event`: "result" (`trial` reported `result`), "finished" or "failed"."""
         out = console()
         if not out.is_terminal:
-            out.print(self._line(trials, trial, event), markup=False, highlight=False)
+            out.print(self._line(trials, trial, event, result), markup=False, highlight=False)
             return
-        table = self._table(trials, trial if event != "result" else None, failed=event == "failed")
+        table = self._table(trials, trial, event, result)
         if self.live is None:
             self.live = Live(table, console=out, auto_refresh=False)
             self.live.start(refresh=True)
@@ -365,7 +374,7 @@ class ProgressTable(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict, **info: Any
     ) -> None:
-        self._show(trials, trial, "result")
+        self._show(trials, trial, "result", result)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._show(trials, trial, "finished")

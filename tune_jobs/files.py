@@ -43,7 +43,7 @@ def check_ray_state(experiment_path: str) -> None:
     the same session (``searcher-state-<session>.json``, and ``search_gen_state-<session>.json``, a pickle
     despite its name). It writes the snapshot in place and copies the files into storage one by one, so a
     driver killed at the wrong moment can leave one cut short. Ray then logs "Failed to restore the run
-    state" and starts the experiment afresh: every finished trial would run again. A folder without a
+    state" and starts the experiment afresh, without the trials it had. A folder without a
     snapshot passes (nothing to restore). Pickles are only parsed (`pickletools`), never loaded.
     """
     filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
