@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickletools
+import time
 from pathlib import Path
 
 import pyarrow.fs
@@ -36,7 +37,7 @@ def write_atomically(path: str | Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def check_ray_state(experiment_path: str) -> None:
+def check_ray_state(experiment_path: str, retry_after: float = 2.0) -> None:
     """Raise `RayStateError` when a state file of the newest driver session at `experiment_path` is not whole.
 
     Ray restores an experiment from its newest ``experiment_state-<session>.json`` and the searcher states of
@@ -44,7 +45,8 @@ def check_ray_state(experiment_path: str) -> None:
     despite its name). It writes the snapshot in place and copies the files into storage one by one, so a
     driver killed at the wrong moment can leave one cut short. Ray then logs "Failed to restore the run
     state" and starts the experiment afresh, without the trials it had. A folder without a
-    snapshot passes (nothing to restore). Pickles are only parsed (`pickletools`), never loaded.
+    snapshot passes (nothing to restore). A file that does not read is read again after `retry_after`
+    seconds (a running sweep may be copying it). Pickles are only parsed (`pickletools`), never loaded.
     """
     filesystem, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
     infos = filesystem.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
@@ -56,17 +58,27 @@ def check_ray_state(experiment_path: str) -> None:
     session = newest[len("experiment_state-") : -len(".json")]
     for name in sorted(n for n in names if n.endswith(f"-{session}.json")):
         path = f"{root}/{name}"
-        try:
-            with filesystem.open_input_stream(path) as stream:
-                data = stream.read()
-            if data[:1] == b"\x80":  # a pickle's protocol opcode: read its opcodes up to STOP
-                for _ in pickletools.genops(io.BytesIO(data)):
-                    pass
-            else:
-                json.loads(data)
-        except (OSError, ValueError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise RayStateError(
-                f"Ray's state file {path} is cut short or damaged ({reason}), most likely because the sweep "
-                "driver was killed while writing it; Ray cannot restore its trials from it"
-            ) from None
+        for attempt in (1, 2):
+            try:
+                _read_whole(filesystem, path)
+                break
+            except (OSError, ValueError) as error:
+                if attempt == 1:  # a running sweep's driver may be copying it right now: look again
+                    time.sleep(retry_after)
+                    continue
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+                raise RayStateError(
+                    f"Ray's state file {path} is cut short or damaged ({reason}), most likely because the "
+                    "sweep driver was killed while writing it; Ray cannot restore its trials from it"
+                ) from None
+
+
+def _read_whole(filesystem: pyarrow.fs.FileSystem, path: str) -> None:
+    """Raise ValueError (or OSError) unless the JSON or pickle file at `path` reads to its end."""
+    with filesystem.open_input_stream(path) as stream:
+        data = stream.read()
+    if data[:1] == b"\x80":  # a pickle's protocol opcode: read its opcodes up to STOP
+        for _ in pickletools.genops(io.BytesIO(data)):
+            pass
+    else:
+        json.loads(data)

@@ -1,10 +1,12 @@
 """`check_ray_state`: a cut-short state file of the newest driver session is named; whole ones, older
-sessions and a folder with no snapshot yet pass. Pickles are parsed, never loaded."""
+sessions, a folder with no snapshot yet and a file whole again by the second look pass. Pickles are
+parsed, never loaded."""
 
 from __future__ import annotations
 
 import json
 import pickle
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,7 @@ def test_a_cut_short_file_of_the_newest_session_is_named(tmp_path: Path, kind: s
     name = f"{kind}-{NEW}.json"
     (tmp_path / name).write_bytes(files[name][: int(len(files[name]) * keep)])
     with pytest.raises(RayStateError) as raised:
-        check_ray_state(str(tmp_path))
+        check_ray_state(str(tmp_path), retry_after=0.0)
     message = str(raised.value)
     assert str(tmp_path / name) in message and "cut short" in message
     assert len(message.splitlines()) == 1
@@ -62,3 +64,14 @@ def test_damage_in_an_older_session_does_not_matter(tmp_path: Path) -> None:
     name = f"experiment_state-{OLD}.json"
     (tmp_path / name).write_bytes(files[name][:10])
     check_ray_state(str(tmp_path))
+
+
+def test_a_file_being_copied_is_read_again(tmp_path: Path) -> None:
+    # A running sweep's driver copies its state into storage file by file; `results` may look mid-copy.
+    files = write_session(tmp_path, NEW)
+    name = f"experiment_state-{NEW}.json"
+    (tmp_path / name).write_bytes(files[name][:100])
+    copier = threading.Timer(0.2, (tmp_path / name).write_bytes, args=(files[name],))
+    copier.start()
+    check_ray_state(str(tmp_path), retry_after=2.0)
+    copier.join()
