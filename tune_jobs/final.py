@@ -16,6 +16,8 @@ artifacts (so version N always holds the model of run N).
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -134,6 +136,17 @@ def save_hf_folder(run: Run, out: Path, merge_lora: bool, extra: dict[str, Any])
     return out
 
 
+def step_line(step: int, steps: int, metrics: dict[str, float], elapsed: float) -> str:
+    """``step 3/50: train_reward 0.4120  kl 0.0210  19.8 s/step, about 15 min 51 s left``."""
+    per_step = elapsed / step
+    left = round(per_step * (steps - step))
+    remaining = f"{left // 60} min {left % 60} s" if left >= 60 else f"{left} s"
+    return (
+        f"step {step}/{steps}: train_reward {metrics.get('train_reward', float('nan')):.4f}  "
+        f"kl {metrics.get('kl', float('nan')):.4f}  {per_step:.1f} s/step, about {remaining} left"
+    )
+
+
 def run_final(
     run: str | Path,
     steps: int,
@@ -141,6 +154,7 @@ def run_final(
     merge_lora: bool = False,
     register_as: str | None = None,
     best_observed: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> FinalOutcome:
     """Train the chosen trial of sweep `run` (see `choose_trial`) for `steps` more PPO steps; save, log, register.
 
@@ -151,7 +165,9 @@ def run_final(
         merge_lora: merge LoRA adapters into the saved weights.
         register_as: the registered model's name; None = ``tracking.register_model``, else the sweep name.
         best_observed: train the best observed trial instead of the recommended (or confirmed) one.
+        progress: called with a line of text as the work goes on (each PPO step, evaluation, saving).
     """
+    say = progress or (lambda line: None)
     if steps < 1:
         raise UserError(f"--steps must be >= 1, got {steps}")
     if out is not None:
@@ -181,8 +197,12 @@ def run_final(
             {**row.trial_config, "source_trial": row.trial_id, "steps": steps, "choice": chosen.choice}
         )
         tracker.set_tags({tracking.TAG_CHECKPOINT: checkpoint, "choice_reason": chosen.reason})
+        say(f"training the {chosen.choice} trial {row.trial_id} for {steps} PPO steps (MLflow run {tracker.run_id})")
+        started = time.monotonic()
         for step, metrics in enumerate(trainer_run.train_steps(steps), start=1):
             tracker.log_metrics(metrics, step=step, prefix="train/")
+            say(step_line(step, steps, metrics, time.monotonic() - started))
+        say(f"evaluating on {len(trainer_run.validation_prompts)} validation prompts")
         evaluation = trainer_run.evaluate()
         val_reward = float(evaluation["val_reward"])
         final_metrics = {
@@ -203,6 +223,7 @@ def run_final(
             "val_reward": val_reward,
             "mlflow_run_id": tracker.run_id,
         }
+        say(f"val_reward {val_reward:.4f}; saving the model to {out} and registering it as {name!r}")
         save_hf_folder(trainer_run, out, merge_lora, extra)
         tracker.log_artifacts(out, "model")
         version = tracker.register_model(name, "model")

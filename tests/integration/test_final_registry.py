@@ -132,6 +132,11 @@ def test_each_final_is_its_own_run_folder_and_model_version(
     recommended = sweep.results.recommended.trial_id
     assert printed.count(f"trained the recommended trial {recommended}") == 2
     assert "why: " in printed
+    # Progress while it works: a line per PPO step with the time left, then evaluation and saving.
+    progress = [line for line in printed.splitlines() if line.startswith("step ")]
+    assert [line.split(":")[0] for line in progress] == ["step 1/1", "step 1/2", "step 2/2"]
+    assert all("train_reward " in line and " s/step, about " in line for line in progress)
+    assert printed.count("evaluating on ") == 2 and printed.count("saving the model to ") == 2
 
     finals = tracking.child_runs(
         client, sweep.manifest.experiment_id, sweep.manifest.parent_run_id, kind="final"

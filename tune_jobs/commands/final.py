@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from tune_jobs.console import console, knobs_text, value_text, weights_text
     from tune_jobs.final import run_final
 
+    out = console()
     outcome = run_final(
         args.run,
         args.steps,
@@ -40,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
         merge_lora=args.merge_lora,
         register_as=args.register_as,
         best_observed=args.best_observed,
+        progress=lambda line: out.print(line, markup=False, highlight=False),
     )
-    out = console()
     trial = outcome.trial
     out.print(
         f"trained the {outcome.choice} trial {trial.trial_id} ({weights_text(trial.weights)})"

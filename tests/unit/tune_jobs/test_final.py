@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 from dense_reward.config import Config
 from dense_reward.errors import UserError
 from dense_reward.run import Run
-from tune_jobs.final import run_final, save_hf_folder
+from tune_jobs.final import run_final, save_hf_folder, step_line
 
 
 def small(config: Config, **overrides: object) -> Config:
@@ -42,3 +42,9 @@ def test_lora_policy_is_saved_merged_or_as_adapters(tiny_config: Config, tmp_pat
 def test_steps_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--steps must be >= 1"):
         run_final(tmp_path, steps=0)
+
+
+def test_a_step_line_gives_the_step_its_metrics_and_the_time_left() -> None:
+    line = step_line(3, 50, {"train_reward": 0.41234, "kl": 0.021}, elapsed=60.0)
+    assert line == "step 3/50: train_reward 0.4123  kl 0.0210  20.0 s/step, about 15 min 40 s left"
+    assert step_line(50, 50, {"train_reward": 0.5, "kl": 0.0}, elapsed=100.0).endswith("2.0 s/step, about 0 s left")
