@@ -50,7 +50,7 @@ def ui_command(manifest: SweepManifest) -> str:
 
 
 def render_table(results: SweepResults, title: str | None = None) -> Table:
-    """One row per trial: weights, knobs, epoch, val_reward ± its standard error, best epoch's val_reward.
+    """One row per trial, by number: weights, knobs, epoch, val_reward ± its standard error, best epoch's val_reward.
 
     The best observed trial is marked ``*``, the recommended one ``R``.
     """
@@ -58,6 +58,7 @@ def render_table(results: SweepResults, title: str | None = None) -> Table:
     best = results.best
     recommended = results.recommended.trial_id if results.recommended else None
     table = Table(title=title or f"sweep {results.name}", caption="* best observed   R recommended")
+    table.add_column("#", justify="right")  # the trial's number in the summary lines ("trial 2 (id)")
     table.add_column("trial")
     table.add_column("status")
     for source in results.sources:
@@ -72,6 +73,7 @@ def render_table(results: SweepResults, title: str | None = None) -> Table:
             "R" if row.trial_id == recommended else ""
         )
         table.add_row(
+            str(row.index),
             row.trial_id + (f" {marker}" if marker else ""),
             row.status,
             *[f"{row.weights[s]:.3f}" for s in results.sources],

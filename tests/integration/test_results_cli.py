@@ -215,6 +215,19 @@ def test_table_and_summary_show_the_standard_error_and_both_answers() -> None:
     assert "recommended checkpoint:   /c0" in text
 
 
+def test_the_table_numbers_its_rows_as_the_summary_numbers_trials() -> None:
+    results = synthetic_results()
+    for number, row in enumerate(results.trials, start=1):
+        row.index = number
+    out = Console(file=io.StringIO(), width=250)
+    print_comparison(out, results)
+    out.print(render_table(results))
+    lines = out.file.getvalue().splitlines()
+    assert any("best observed  trial 2 (abc_00001)" in line for line in lines)
+    row = next(line for line in lines if "abc_00001" in line and line.startswith("│"))
+    assert row.split("│")[1].strip() == "2"
+
+
 def test_the_demo_compares_recommended_and_best_observed_with_sparse_only() -> None:
     results = synthetic_results()
     out = Console(file=io.StringIO(), width=250)
