@@ -143,18 +143,61 @@ class SweepOutcome:
     """The confirmation phase (`search.confirm_top_k` > 0), else None."""
 
 
+def check_fits_private_ray(config: SweepConfig) -> None:
+    """Refuse a trial that a private local Ray could never start (it would wait forever, warning each minute).
+
+    Checked against the Ray already running in this process, else against what a new local Ray would find
+    on this machine: its CPUs, its CUDA GPUs, and no custom resources.
+    """
+    import ray
+
+    resources = config.resources
+    if ray.is_initialized():
+        total = ray.cluster_resources()
+    else:
+        import torch
+
+        try:  # the CPU count a new local Ray takes (it honours a container's CPU quota)
+            from ray._private.utils import get_num_cpus
+
+            cpus = float(get_num_cpus())
+        except (ImportError, AttributeError):
+            cpus = float(os.cpu_count() or 1)
+        total = {"CPU": cpus, "GPU": float(torch.cuda.device_count())}
+    where = "the private local Ray on this machine has"
+    fix = "lower it, or pass --address to run on a Ray cluster that has them"
+    if resources.cpus_per_trial > total.get("CPU", 0.0):
+        raise ConfigError(
+            f"resources.cpus_per_trial: a trial asks for {resources.cpus_per_trial:g} CPUs but {where} "
+            f"{total.get('CPU', 0.0):g}, so no trial could start; {fix}"
+        )
+    if resources.gpus_per_trial > total.get("GPU", 0.0):
+        raise ConfigError(
+            f"resources.gpus_per_trial: a trial asks for {resources.gpus_per_trial:g} GPUs but {where} "
+            f"{total.get('GPU', 0.0):g}, so no trial could start; {fix}"
+        )
+    for name, amount in resources.custom_per_trial.items():
+        if amount > total.get(name, 0.0):
+            raise ConfigError(
+                f"resources.custom_per_trial.{name}: a trial asks for {amount:g} of it but {where} "
+                f"{total.get(name, 0.0):g}, so no trial could start; {fix}"
+            )
+
+
 def prepare(
     config: SweepConfig,
     run_dir: Path | None = None,
     resume: bool = False,
+    address: str | None = None,
 ) -> tuple[SweepConfig, SweepManifest, bool]:
     """Check the run dir and the tracking store, open the parent run and write the manifest.
 
     Returns (config, manifest, restore) where `restore` says Ray has an experiment to restore. On
     resume the config stored in the manifest wins (a sweep cannot change its config halfway). The
     tracking store of a new sweep is ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else the run
-    dir's embedded sqlite store. A remote store is checked before the models load; when anything
-    fails, a run dir this call created is removed again.
+    dir's embedded sqlite store. A remote store is checked before the models load, and with a private
+    local Ray (`address` None) that a trial fits on this machine; when anything fails, a run dir this
+    call created is removed again.
     """
     from ray.tune import Tuner
 
@@ -173,6 +216,8 @@ def prepare(
         uri, embedded = existing.tracking_uri, existing.tracking_uri == tracking.default_tracking_uri(run_dir)
     else:
         uri, embedded = tracking.tracking_uri_for(config.tracking.uri, run_dir)
+    if address is None:
+        check_fits_private_ray(config)
     tracking.check_uri(uri)
     if not embedded:
         tracking.connect(uri)
@@ -325,7 +370,7 @@ def run_sweep(
     With ``search.confirm_top_k`` > 0, the confirmation phase (:mod:`tune_jobs.confirm`) follows the
     search, and resumes with it.
     """
-    config, manifest, restore = prepare(config, run_dir, resume)
+    config, manifest, restore = prepare(config, run_dir, resume, address)
     retired = retire_lost_trials(manifest) if resume else []
     if on_ready is not None:
         on_ready(manifest)

@@ -129,6 +129,27 @@ def test_bad_model_path_stops_before_any_trial(capsys: pytest.CaptureFixture[str
     assert_nothing_started(run_dir)
 
 
+@pytest.mark.parametrize(
+    ("resources", "field"),
+    [
+        ({"cpus_per_trial": 1000}, "resources.cpus_per_trial"),
+        ({"gpus_per_trial": 64}, "resources.gpus_per_trial"),
+        ({"custom_per_trial": {"trial_slot": 1}}, "resources.custom_per_trial.trial_slot"),
+    ],
+)
+def test_a_trial_too_big_for_the_private_ray_is_one_error_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, resources: dict, field: str
+) -> None:
+    # Ray would queue the trial and wait forever, warning once a minute.
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["sweep", str(tiny_yaml(tmp_path, resources=resources)), "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert err.startswith(f"dense-reward sweep: error: {field}: a trial asks for ")
+    assert "no trial could start" in err and "--address" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not run_dir.exists()
+
+
 def test_resume_needs_an_existing_sweep(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, err = run_cli(["sweep", str(TINY_CONFIG), "--resume", "--run-dir", str(tmp_path / "empty")], capsys)
     assert code == 2
