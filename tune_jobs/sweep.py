@@ -174,7 +174,7 @@ def check_fits_private_ray(config: SweepConfig) -> None:
     if resources.gpus_per_trial > total.get("GPU", 0.0):
         raise ConfigError(
             f"resources.gpus_per_trial: a trial asks for {resources.gpus_per_trial:g} GPUs but {where} "
-            f"{total.get('GPU', 0.0):g}, so no trial could start; {fix}"
+            f"{total.get('GPU', 0.0):g} (CUDA GPUs torch can use), so no trial could start; {fix}"
         )
     for name, amount in resources.custom_per_trial.items():
         if amount > total.get(name, 0.0):
