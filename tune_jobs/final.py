@@ -137,7 +137,7 @@ def save_hf_folder(run: Run, out: Path, merge_lora: bool, extra: dict[str, Any])
 
 
 def step_line(step: int, steps: int, metrics: dict[str, float], elapsed: float) -> str:
-    """``step 3/50: train_reward 0.4120  kl 0.0210  19.8 s/step, about 15 min 51 s left``."""
+    """``step 3/50: train_reward 0.4123  kl 0.0210  20.0 s/step, about 15 min 40 s left``."""
     per_step = elapsed / step
     left = round(per_step * (steps - step))
     remaining = f"{left // 60} min {left % 60} s" if left >= 60 else f"{left} s"
