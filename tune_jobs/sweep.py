@@ -262,8 +262,8 @@ def prepare(
 def check_resumable(manifest: SweepManifest) -> None:
     """Refuse, before anything is touched, to resume a sweep whose Ray state files are not whole.
 
-    Ray would log the damage, start the experiment afresh and run every finished trial again, and the
-    trials it no longer knew would be retired from MLflow as lost.
+    Ray would log the damage and start the experiment afresh without its trials, and every trial it no
+    longer knew would be retired from MLflow as lost.
     """
     for path in (manifest.experiment_path, confirm_experiment_path(manifest)):
         try:
