@@ -245,7 +245,7 @@ def release_memory() -> None:
 
     A Ray trial runs in a thread of its worker, and a reused worker would start its next trial with the
     last one's freed memory still resident and counted. glibc's ``malloc_trim`` trims its arenas; where
-    jemalloc is preloaded (a private Ray's workers, :func:`tune_jobs.sweep.private_worker_env`), its
+    jemalloc is preloaded (a private Ray's workers, :func:`tune_jobs.local_ray.private_worker_env`), its
     ``arena.<all>.purge`` returns the unused pages of every arena. Each step is skipped where the C
     library lacks it.
     """

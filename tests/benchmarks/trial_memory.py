@@ -8,7 +8,7 @@ then ABC).
 - plain: each trial in a fresh Python process through `dense_reward.run.Run`, the same loop as the service's
   trial (train the epoch, evaluate, save a checkpoint, draw the heatmaps); the figure is the process's peak
   resident memory (`VmHWM`). Each trial runs twice: with glibc's allocator, and with the private Ray's
-  workers' allocator settings (jemalloc, where Ray ships it: `tune_jobs.sweep.private_worker_env`).
+  workers' allocator settings (jemalloc, where Ray ships it: `tune_jobs.local_ray.private_worker_env`).
 - ray: `dense-reward sweep` on a private local Ray with the same two trials one after the other, so Ray
   reuses one worker process for both (`reuse_actors`, as in every sweep). Figures: the `peak_rss_mb` each
   trial reports (and logs to MLflow), and the worker's own peak over both trials, read from
@@ -94,8 +94,8 @@ def run_plain(config_path: Path, weights: dict[str, float]) -> dict:
 
 def plain_allocators() -> dict[str, dict[str, str]]:
     """The environments of the plain trials: the C library's allocator (glibc), and the private Ray's
-    workers' allocator settings (:func:`tune_jobs.sweep.private_worker_env`) where those preload jemalloc."""
-    from tune_jobs.sweep import private_worker_env
+    workers' allocator settings (:func:`tune_jobs.local_ray.private_worker_env`) where those preload jemalloc."""
+    from tune_jobs.local_ray import private_worker_env
 
     worker_env = private_worker_env(os.environ)
     return {"glibc": {}, **({"jemalloc": worker_env} if "LD_PRELOAD" in worker_env else {})}

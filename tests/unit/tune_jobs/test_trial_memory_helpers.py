@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tune_jobs.sweep import JEMALLOC_CONF, private_worker_env
+from tune_jobs.local_ray import JEMALLOC_CONF, private_worker_env
 from tune_jobs.trainable import peak_rss_mb, release_memory, reset_peak_rss
 
 
